@@ -1,0 +1,1 @@
+"""The runtime: executes a compiled plan (scheduler, dispatcher, store, bus)."""
