@@ -11,6 +11,11 @@ from lark import Lark
 
 @cache
 def parser(name: str, **options) -> Lark:
-    """The LALR parser for grammar/<name>.lark (options are passed to Lark)."""
+    """The LALR parser for grammar/<name>.lark (options are passed to Lark).
+
+    Built once per name and options, so options must be hashable: give several start symbols
+    as a tuple (Lark itself wants a list)."""
     text = resources.files("flowlord.grammar").joinpath(f"{name}.lark").read_text(encoding="utf-8")
+    if isinstance(options.get("start"), tuple):
+        options["start"] = list(options["start"])
     return Lark(text, parser="lalr", **options)
