@@ -13,6 +13,7 @@ import re
 from . import codes
 from .ast import CronTrigger, FileTrigger, MetaRef, Phase, TimeField, Workflow
 from .diagnostics import Label, Sink
+from .source import Span
 
 # A file task's time comes from its path (Go PathTime); these shapes are what it looks for.
 _PATH_DATE = re.compile(r"\d{8}T\d{6}|\d{4}/\d{2}|\d{4}-\d{2}-\d{2}")
@@ -93,33 +94,38 @@ def _file_time(phase: Phase, trigger: FileTrigger, sink: Sink) -> None:
             )
 
 
-def check_duplicates(workflows: list[Workflow], sink: Sink) -> None:
-    """The same topic:job twice in one workflow (error) or in several files (warning)."""
-    first_in_files: dict[str, Phase] = {}
-    for workflow in workflows:
-        seen: dict[str, Phase] = {}
-        for phase in workflow.phases:
-            first = seen.get(phase.name)
-            if first is not None:
-                sink.emit(
-                    codes.DUPLICATE_PHASE.at(
-                        phase.task.span,
-                        f"`{phase.name}` is defined twice in this workflow: Go schedules and starts it twice",
-                        help="give each phase its own job, e.g. `task = \"topic:job2\"`",
-                        secondary=(Label(first.task.span, "first defined here"),),
-                    )
-                )
-                continue
+def check_duplicates(workflow: Workflow, sink: Sink) -> list[Phase]:
+    """The same topic:job twice in one workflow (an error); returns each name's first phase."""
+    seen: dict[str, Phase] = {}
+    for phase in workflow.phases:
+        first = seen.get(phase.name)
+        if first is None:
             seen[phase.name] = phase
-            other = first_in_files.get(phase.name)
-            if other is not None:
-                sink.emit(
-                    codes.DUPLICATE_PHASE_FILES.at(
-                        phase.task.span,
-                        f"`{phase.name}` is also defined in `{other.task.span.path}`",
-                        help="workers see one topic and job for both; give one of them another job",
-                        secondary=(Label(other.task.span, "also defined here"),),
-                    )
-                )
-            else:
-                first_in_files[phase.name] = phase
+            continue
+        sink.emit(
+            codes.DUPLICATE_PHASE.at(
+                phase.task.span,
+                f"`{phase.name}` is defined twice in this workflow: Go schedules and starts it twice",
+                help="give each phase its own job, e.g. `task = \"topic:job2\"`",
+                secondary=(Label(first.task.span, "first defined here"),),
+            )
+        )
+    return list(seen.values())
+
+
+def check_duplicates_across(phases: list[tuple[str, Span]], sink: Sink) -> None:
+    """The same topic:job in several workflow files (a warning): `phases` holds each file's
+    distinct names with their task spans, files in order."""
+    first: dict[str, Span] = {}
+    for name, span in phases:
+        other = first.setdefault(name, span)
+        if other is span:
+            continue
+        sink.emit(
+            codes.DUPLICATE_PHASE_FILES.at(
+                span,
+                f"`{name}` is also defined in `{other.path}`",
+                help="workers see one topic and job for both; give one of them another job",
+                secondary=(Label(other, "also defined here"),),
+            )
+        )

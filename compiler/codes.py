@@ -106,3 +106,11 @@ DUPLICATE_PHASE_FILES = _code("FL502", "duplicate-phase-across-files", WARNING, 
 
 def lookup(code: str) -> Code | None:
     return REGISTRY.get(code.upper())
+
+
+def __getattr__(name: str):
+    # The long explanations are only needed by --explain and the README: load them lazily.
+    if name == "EXPLANATIONS":
+        from .explanations import EXPLANATIONS
+        return EXPLANATIONS
+    raise AttributeError(name)

@@ -11,11 +11,11 @@ import re
 import tomllib
 
 from . import codes
-from .ast import DependsOn, Name, Phase, RetryPolicy, Rule, Template, Workflow
+from .ast import DependsOn, Name, Phase, RetryPolicy, Workflow
 from .diagnostics import Label, Sink
 from .parse_rule import parse_rule
 from .parse_template import parse_template
-from .source import MappedText, SourceFile, Span
+from .source import MappedText, SourceFile
 from .suggest import did_you_mean
 from .toml_positions import KeyValue, Table, scan
 

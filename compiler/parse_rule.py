@@ -10,6 +10,7 @@ MappedText so that positions stay exact through percent-escapes.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from lark import Token, Tree
 
@@ -49,6 +50,12 @@ BATCH_STEPS = {
 _FALSE_WORDS = {"false", "0", "no", "off", "f", "n"}
 _CRON_LIKE = re.compile(r"^\s*(@\w+|[\d*?/,\-A-Za-z]+(\s+[\d*?/,\-A-Za-z]+){4,5})\s*$")
 _HEX = "0123456789abcdefABCDEF"
+
+
+@lru_cache(maxsize=8192)
+def _parse(grammar: str, text: str) -> Tree:
+    """Trees hold positions relative to the text, so equal texts share one; rules repeat a lot."""
+    return parser(grammar).parse(text)
 
 
 def parse_rule(text: MappedText, sink: Sink) -> Rule:
@@ -135,7 +142,7 @@ def parse_rule(text: MappedText, sink: Sink) -> Rule:
 def _segments(text: MappedText, sink: Sink) -> list[tuple[RulePair, MappedText]]:
     """The well-formed `key=value` pairs with their decoded values; other segments are reported."""
     pairs = []
-    tree = parser("rule").parse(text.text)
+    tree = _parse("rule", text.text)
     for segment in tree.children:
         kind = segment.data
         if kind == "empty":
@@ -422,7 +429,7 @@ def _bad_glob(value: MappedText, start: int, end: int, message: str, sink: Sink)
 
 def _meta_rows(value: MappedText, sink: Sink) -> list[MetaRow]:
     rows = []
-    tree = parser("meta").parse(value.text)
+    tree = _parse("meta", value.text)
     for row in tree.children:
         if row.data == "empty_row":
             continue

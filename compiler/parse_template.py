@@ -11,6 +11,7 @@ meta tokens only.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from lark import Token
 
@@ -34,6 +35,12 @@ _HELP = {
     "uuid": "only lower-case `{uuid}` is replaced: write `{uuid}`",
     "min": "only lower-case `{min}` is replaced: write `{min}`",
 }
+
+
+@lru_cache(maxsize=8192)
+def _tokens(text: str) -> tuple[Token, ...]:
+    """Tokens hold positions relative to the text, so equal texts share them; templates repeat."""
+    return tuple(parser("template", lexer="basic").parse(text).children)
 
 
 def parse_template(text: MappedText, sink: Sink) -> Template:
@@ -63,7 +70,7 @@ def _parse(
     """Parts of one stretch of template; `base` is its index in the whole template."""
     parts: list[TemplatePart] = []
     uuid_seen = False
-    tokens: list[Token] = parser("template", lexer="basic").parse(text.text).children
+    tokens = _tokens(text.text)
     for token in tokens:
         start, end = token.start_pos, token.end_pos
         span = text.span(start, end)

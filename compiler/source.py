@@ -79,11 +79,9 @@ class MappedText:
     def span(self, start: int, end: int | None = None) -> Span:
         """File span of decoded characters [start, end); an empty range stays empty."""
         n = len(self.text)
-        start = max(0, min(start, n))
-        end = start if end is None else max(start, min(end, n))
-        file_start = self.offsets[start]
-        file_end = self.offsets[end] if end > start else file_start
-        return Span(path=self.path, start=file_start, end=file_end)
+        start = 0 if start < 0 else n if start > n else start
+        end = start if end is None or end < start else n if end > n else end
+        return Span(path=self.path, start=self.offsets[start], end=self.offsets[end])
 
     def whole(self) -> Span:
         return self.span(0, len(self.text))

@@ -8,11 +8,14 @@ decoded string with the file offset of each character, escapes included, so a ca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .source import MappedText
 
-_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]*")
+_BLANK = re.compile(r"(?:[ \t]+|#[^\n]*)*")
+_BLANK_LINES = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\", "e": "\x1b"}
 
 
@@ -52,16 +55,9 @@ class _Scanner:
 
     # -- whitespace, comments ---------------------------------------------------------------
     def skip_blank(self, newlines: bool) -> None:
-        text, n = self.text, len(self.text)
-        while self.pos < n:
-            ch = text[self.pos]
-            if ch in " \t" or (newlines and ch in "\r\n"):
-                self.pos += 1
-            elif ch == "#":
-                while self.pos < n and text[self.pos] != "\n":
-                    self.pos += 1
-            else:
-                return
+        """Skips spaces, tabs and comments, and newlines too when `newlines` is set."""
+        blank = _BLANK_LINES if newlines else _BLANK
+        self.pos = blank.match(self.text, self.pos).end()
 
     # -- keys ------------------------------------------------------------------------------
     def key_part(self) -> tuple[str, int, int]:
@@ -70,8 +66,7 @@ class _Scanner:
         if ch == '"' or ch == "'":
             value = self.string()
             return value.text, start, self.pos
-        while self.pos < len(self.text) and self.text[self.pos] in _BARE_KEY:
-            self.pos += 1
+        self.pos = _BARE_KEY.match(self.text, start).end()
         return self.text[start : self.pos], start, self.pos
 
     def dotted_key(self) -> tuple[tuple[str, ...], int, int]:
@@ -141,6 +136,11 @@ class _Scanner:
                 self.pos += 2
             elif text.startswith("\n", self.pos):
                 self.pos += 1
+        if not multi:  # the common case, a one-line string without escapes, maps verbatim
+            close = text.find(quote, self.pos)
+            if quote == "'" or text.find("\\", self.pos, close) < 0:
+                start, self.pos = self.pos, close + 1
+                return MappedText.verbatim(self.path, text[start:close], start)
         chars: list[str] = []
         offsets: list[int] = []
         while True:

@@ -76,6 +76,9 @@ def _add_lint(commands: argparse._SubParsersAction) -> None:
     lint.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     lint.add_argument("--explain", metavar="CODE", help="explain a code such as FL104 and exit")
     lint.add_argument("--no-color", action="store_true", help="never colour the text output")
+    lint.add_argument(
+        "--jobs", type=int, default=0, metavar="N", help="processes for many files (default: one per core)"
+    )
     lint.set_defaults(run=_lint, parser=lint)
 
 
@@ -92,7 +95,7 @@ def _lint(args: argparse.Namespace) -> int:
     from flowlord.compiler.diagnostics import Severity
 
     try:
-        compilation = lint_files(files)
+        compilation = lint_files(files, jobs=args.jobs or os.cpu_count() or 1)
     except OSError as error:  # read between our check and the compiler's, or a special file
         raise UserError(_os_problem(error.filename, error)) from None
     color = args.format == "text" and not args.no_color and _terminal_wants_color()

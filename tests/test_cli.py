@@ -11,38 +11,25 @@ import pytest
 
 import flowlord.compiler
 from flowlord import __version__, cli
-from flowlord.compiler import Compilation, codes, report
-from flowlord.compiler.source import SourceFile
+from flowlord.compiler import codes, report
 
 VALID = '[[Phase]]\ntask = "a"\nrule = "cron=0 * * * *"\n'
 INVALID = VALID + 'retry = "x"\n'
 WARNING_MARK = "# no phases here\n"
 
-needs_lint_files = pytest.mark.skipif(
-    not hasattr(flowlord.compiler, "lint_files"), reason="flowlord.compiler.lint_files is missing"
-)
-
-
-def fake_lint_files(paths: list[str]) -> Compilation:
-    """Stand-in compiler: FL104 on `retry = "x"`, the FL109 warning on WARNING_MARK."""
-    compilation = Compilation()
-    for path in paths:
-        with open(path, encoding="utf-8") as handle:
-            source = SourceFile(path, handle.read())
-        compilation.sources[path] = source
-        for code, needle in ((codes.WRONG_TYPE, '"x"'), (codes.NO_PHASES, WARNING_MARK.strip())):
-            at = source.text.find(needle)
-            if at >= 0:
-                compilation.diagnostics.append(code.at(source.span(at, at + len(needle)), code.summary))
-    fake_lint_files.calls.append(list(paths))
-    return compilation
-
-
 @pytest.fixture
 def fake(monkeypatch):
-    fake_lint_files.calls = []
-    monkeypatch.setattr(flowlord.compiler, "lint_files", fake_lint_files, raising=False)
-    return fake_lint_files
+    """The real compiler, wrapped to record which files the CLI hands it."""
+    real = flowlord.compiler.lint_files
+    calls: list[list[str]] = []
+
+    def spy(paths, **options):
+        calls.append(list(paths))
+        return real(paths, **options)
+
+    spy.calls = calls
+    monkeypatch.setattr(flowlord.compiler, "lint_files", spy)
+    return spy
 
 
 def write(folder, name: str, text: str) -> str:
@@ -52,7 +39,7 @@ def write(folder, name: str, text: str) -> str:
     return str(path)
 
 
-# --- exit codes and output, with the stand-in compiler -----------------------------------------
+# --- exit codes and output ----------------------------------------------------------------------
 
 
 def test_clean_lint_prints_nothing_and_exits_0(fake, tmp_path, capsys):
@@ -171,7 +158,7 @@ def test_unopenable_file_exits_2_even_as_root(fake, tmp_path, capsys, monkeypatc
 
 
 def test_io_error_inside_the_compiler_exits_2(monkeypatch, tmp_path, capsys):
-    def failing(paths):
+    def failing(paths, **options):
         raise PermissionError(13, "Permission denied", paths[0])
 
     monkeypatch.setattr(flowlord.compiler, "lint_files", failing, raising=False)
@@ -232,13 +219,11 @@ def test_python_dash_m(tmp_path):
     assert (result.returncode, result.stdout) == (0, f"flowlord {__version__}\n")
 
 
-@needs_lint_files
 def test_real_compiler_valid_file(tmp_path, capsys):
     assert cli.main(["lint", write(tmp_path, "ok.toml", VALID)]) == 0
     assert capsys.readouterr().out == ""
 
 
-@needs_lint_files
 def test_real_compiler_wrong_type(tmp_path, capsys):
     path = write(tmp_path, "bad.toml", INVALID)
     assert cli.main(["lint", "--format", "json", path]) == 1
@@ -246,7 +231,6 @@ def test_real_compiler_wrong_type(tmp_path, capsys):
     assert [(d["code"], d["line"], d["file"]) for d in items] == [("FL104", 4, path)]
 
 
-@needs_lint_files
 def test_real_compiler_folder(tmp_path, capsys):
     write(tmp_path, "flows/ok.toml", VALID.replace('"a"', '"b"'))
     write(tmp_path, "flows/sub/bad.toml", INVALID)
