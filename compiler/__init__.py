@@ -11,7 +11,9 @@ from .ast import Workflow
 from .checks import check_duplicates, check_duplicates_across, check_phase
 from .diagnostics import Diagnostic, Sink
 from .loader import load_workflow
-from .source import SourceFile, Span
+from .parse_rule import parse_rule
+from .parse_template import parse_template
+from .source import MappedText, SourceFile, Span
 
 # Below this many files a second process costs more than it saves.
 PARALLEL_FROM = 64
@@ -84,10 +86,34 @@ def _lint_chunk(paths: list[str]) -> tuple[list[Diagnostic], dict[str, str], lis
     return compilation.diagnostics, {p: compilation.sources[p].text for p in blamed}, names
 
 
+def warm_parsers() -> None:
+    """Builds every grammar's parser by parsing one small rule and template."""
+    sink = Sink()
+    rule = MappedText.verbatim("", "cron=0 * * * *&offset=-4h&meta=k:a", 0)
+    parse_rule(rule, sink)
+    parse_template(MappedText.verbatim("", "?d={yyyy}", 0), sink)
+
+
 def _lint_parallel(paths: list[str], jobs: int) -> Compilation:
-    chunks = [paths[i::jobs] for i in range(jobs)]
-    with multiprocessing.get_context("fork").Pool(jobs) as pool:
-        results = pool.map(_lint_chunk, chunks)
+    """Forks jobs - 1 children for their shares of the files and lints the first share here."""
+    warm_parsers()  # build the grammars once, before the fork, instead of once per child
+    context = multiprocessing.get_context("fork")
+    shares = [paths[i::jobs] for i in range(jobs)]
+    children = []
+    for share in shares[1:]:
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=_lint_child, args=(share, sender), daemon=True)
+        child.start()
+        sender.close()
+        children.append((child, receiver))
+    results = [_lint_chunk(shares[0])]
+    for child, receiver in children:
+        result = receiver.recv()
+        child.join()
+        if isinstance(result, Exception):
+            raise result
+        results.append(result)
+
     compilation = Compilation()
     sink = Sink()
     order = {path: i for i, path in enumerate(paths)}
@@ -105,6 +131,15 @@ def _lint_parallel(paths: list[str], jobs: int) -> Compilation:
                     compilation.sources[path] = SourceFile(path, handle.read())
     compilation.diagnostics = sink.sorted()
     return compilation
+
+
+def _lint_child(paths: list[str], sender) -> None:
+    try:
+        sender.send(_lint_chunk(paths))
+    except Exception as error:  # e.g. an unreadable file: the parent raises it as its own
+        sender.send(error)
+    finally:
+        sender.close()
 
 
 def _decode(path: str, data: bytes, sink: Sink) -> tuple[SourceFile, bool]:

@@ -81,17 +81,19 @@ def _root_meta_refs(phase: Phase, has_cron: bool, has_files: bool, sink: Sink) -
 def _file_time(phase: Phase, trigger: FileTrigger, sink: Sink) -> None:
     if _GLOB_CHARS.search(trigger.pattern) or _PATH_DATE.search(trigger.pattern):
         return
-    for part in phase.template.parts:
-        if isinstance(part, TimeField):
-            sink.emit(
-                codes.TIME_WITHOUT_TIME.at(
-                    part.span,
-                    f"`{part.written}` needs a time, but files matching `{trigger.pattern}` carry no date",
-                    help="Go then sends the whole template unrendered; put the date in the path, "
-                    "e.g. `/data/*/file.csv`, or drop the time token",
-                    secondary=(Label(trigger.span, "the file trigger"),),
-                )
-            )
+    tokens = [part for part in phase.template.parts if isinstance(part, TimeField)]
+    if not tokens:
+        return
+    written = ", ".join(f"`{part.written}`" for part in tokens)
+    sink.emit(
+        codes.TIME_WITHOUT_TIME.at(
+            tokens[0].span,
+            f"{written} {'needs' if len(tokens) == 1 else 'need'} a time, but files matching `{trigger.pattern}` carry no date",
+            help="Go then sends the whole template unrendered; match dated paths such as "
+            "`/data/*/orders.csv` (for /data/2024-01-15/orders.csv), or drop the time tokens",
+            secondary=(Label(trigger.span, "the file trigger"),),
+        )
+    )
 
 
 def check_duplicates(workflow: Workflow, sink: Sink) -> list[Phase]:
@@ -125,7 +127,7 @@ def check_duplicates_across(phases: list[tuple[str, Span]], sink: Sink) -> None:
             codes.DUPLICATE_PHASE_FILES.at(
                 span,
                 f"`{name}` is also defined in `{other.path}`",
-                help="workers see one topic and job for both; give one of them another job",
+                help="the Go flowlord applies the first file's retry, retry_delay and no_alert to both; give one of them another job",
                 secondary=(Label(other, "also defined here"),),
             )
         )

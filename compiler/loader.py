@@ -21,6 +21,7 @@ from .toml_positions import KeyValue, Table, scan
 
 PHASE_KEYS = {"task": "task", "rule": "rule", "dependson": "dependsOn", "retry": "retry", "template": "template"}
 STRING_KEYS = {"task", "rule", "dependson", "template"}
+_WHITESPACE = re.compile(r"\s")
 _TOML_POSITION = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 
@@ -63,7 +64,7 @@ def _toml_error(source: SourceFile, message: str, sink: Sink) -> None:
         codes.TOML_SYNTAX.at(
             source.span(offset, min(offset + 1, len(source.text))),
             text,
-            help="the whole file is skipped until it is valid TOML",
+            help="check the quotes, brackets and `=` at the caret; nothing in this file is checked until it parses",
         )
     )
 
@@ -239,8 +240,8 @@ def _type_ok(key: str, value: object) -> bool:
 def _task_name(task: MappedText, sink: Sink) -> tuple[str | None, str | None]:
     parts = task.text.split(":")
     problem = None
-    if any(ch.isspace() for ch in task.text):
-        i = next(i for i, ch in enumerate(task.text) if ch.isspace())
+    if space := _WHITESPACE.search(task.text):
+        i = space.start()
         problem = (task.span(i, i + 1), "a task name has no spaces", "remove the whitespace")
     elif not parts[0]:
         problem = (task.span(0, 1), "the topic before `:` is empty", "write `topic:job`")
@@ -268,7 +269,7 @@ def _depends_on(text: MappedText, sink: Sink) -> DependsOn | None:
     if not text.text:
         return None
     parts = text.text.split(":")
-    if not parts[0] or len(parts) > 2 or any(ch.isspace() for ch in text.text):
+    if not parts[0] or len(parts) > 2 or _WHITESPACE.search(text.text):
         sink.emit(
             codes.BAD_DEPENDS_ON.at(
                 text.whole(),

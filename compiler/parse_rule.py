@@ -52,10 +52,15 @@ _CRON_LIKE = re.compile(r"^\s*(@\w+|[\d*?/,\-A-Za-z]+(\s+[\d*?/,\-A-Za-z]+){4,5}
 _HEX = "0123456789abcdefABCDEF"
 
 
+# The rule grammar's terminals never overlap, so it takes the faster basic lexer; the meta
+# grammar's keys and items do, so it needs the lexer that follows the parser's state.
+_LEXERS = {"rule": "basic", "meta": "contextual"}
+
+
 @lru_cache(maxsize=8192)
 def _parse(grammar: str, text: str) -> Tree:
     """Trees hold positions relative to the text, so equal texts share one; rules repeat a lot."""
-    return parser(grammar).parse(text)
+    return parser(grammar, lexer=_LEXERS[grammar]).parse(text)
 
 
 def parse_rule(text: MappedText, sink: Sink) -> Rule:
@@ -147,9 +152,10 @@ def _segments(text: MappedText, sink: Sink) -> list[tuple[RulePair, MappedText]]
         kind = segment.data
         if kind == "empty":
             continue  # Go skips empty segments (`&&`, a trailing `&`)
-        tokens: list[Token] = segment.children
+        tokens: list[Token | Tree] = segment.children  # the value, if any, is a Tree of tokens
         start = tokens[0].start_pos if tokens else 0
-        end = tokens[-1].end_pos if tokens else start
+        last = tokens[-1] if tokens else None
+        end = (last.children[-1] if isinstance(last, Tree) else last).end_pos if tokens else start
         if not _clean(text, start, end, sink):
             continue  # Go's net/url drops the whole segment
         if kind == "bare":
@@ -165,10 +171,9 @@ def _segments(text: MappedText, sink: Sink) -> list[tuple[RulePair, MappedText]]
             )
             continue
         key_token = tokens[0]
-        value_token = tokens[2] if len(tokens) > 2 else None
         key = _decode(text, key_token.start_pos, key_token.end_pos)
         value_start = key_token.end_pos + 1
-        value_end = value_token.end_pos if value_token is not None else value_start
+        value_end = end if len(tokens) > 2 else value_start
         value = _decode(text, value_start, value_end)
         pair = RulePair(
             span=text.span(start, value_end),
@@ -281,7 +286,7 @@ def _unknown_key(pair: RulePair, sink: Sink) -> None:
             codes.OVERRIDE_RULE_KEY.at(
                 pair.key_span,
                 f"`{pair.key}=` overrides the {pair.key.lower()} of the tasks this phase starts as a child",
-                help="rule keys are case-sensitive; if you meant the phase's own setting, use the phase key instead",
+                help=f"rule keys are case-sensitive: write `{pair.key.lower()}=` if you did not mean to override the child task",
             )
         )
         return
@@ -336,7 +341,7 @@ def _parse_value(key: str, pair: RulePair, value: MappedText, sink: Sink):
             sink.emit(
                 codes.NO_ALERT_VALUE.at(
                     pair.span,
-                    f"`no_alert={value.text}`: Go suppresses alerts for any non-empty value and for no empty one",
+                    f"`no_alert={value.text}` does not mean what it says: Go suppresses alerts for any non-empty value, `false` included, and never for an empty one",
                     help="write `no_alert=true` to suppress alerts, or remove the key to keep them",
                 )
             )
@@ -419,7 +424,7 @@ def _bad_glob(value: MappedText, start: int, end: int, message: str, sink: Sink)
         codes.BAD_GLOB.at(
             value.span(start, end),
             f"{message}: Go treats the malformed pattern as matching no file",
-            help="escape a literal bracket as `\\[`",
+            help="close the class with `]`, or escape a literal bracket as `\\[`",
         )
     )
 

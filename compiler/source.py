@@ -12,17 +12,38 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from pydantic import BaseModel, ConfigDict
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Half-open range [start, end) of character offsets in the file at `path`.
 
-class Span(BaseModel):
-    """Half-open range [start, end) of character offsets in the file at `path`."""
-
-    model_config = ConfigDict(frozen=True)
+    A plain dataclass, not a pydantic model: the AST holds tens of spans per phase, and
+    pydantic accepts a Span instance as it is (see the schema below) instead of rebuilding it.
+    """
 
     path: str
     start: int
     end: int
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source, handler):
+        from pydantic_core import core_schema
+
+        fields = core_schema.typed_dict_schema(
+            {
+                "path": core_schema.typed_dict_field(core_schema.str_schema()),
+                "start": core_schema.typed_dict_field(core_schema.int_schema()),
+                "end": core_schema.typed_dict_field(core_schema.int_schema()),
+            }
+        )
+        from_dict = core_schema.no_info_after_validator_function(lambda d: cls(**d), fields)
+        return core_schema.json_or_python_schema(
+            json_schema=from_dict,
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_dict]),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda span: {"path": span.path, "start": span.start, "end": span.end}
+            ),
+        )
 
 
 @dataclass(eq=False)
@@ -52,7 +73,7 @@ class SourceFile:
         return self.text[begin:end].rstrip("\r")
 
     def span(self, start: int, end: int) -> Span:
-        return Span(path=self.path, start=start, end=end)
+        return Span(self.path, start, end)
 
 
 class MappedText:
@@ -81,10 +102,10 @@ class MappedText:
         n = len(self.text)
         start = 0 if start < 0 else n if start > n else start
         end = start if end is None or end < start else n if end > n else end
-        return Span(path=self.path, start=self.offsets[start], end=self.offsets[end])
+        return Span(self.path, self.offsets[start], self.offsets[end])
 
     def whole(self) -> Span:
-        return self.span(0, len(self.text))
+        return Span(self.path, self.offsets[0], self.offsets[-1])
 
     def slice(self, start: int, end: int) -> "MappedText":
         """The substring [start, end), still mapped to the file."""

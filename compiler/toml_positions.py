@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from .source import MappedText
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]*")
+_SIMPLE_ENTRY = re.compile(
+    r'(?P<key>[A-Za-z0-9_-]+)[ \t]*=[ \t]*(?P<value>"(?P<string>[^"\\\n]*)"(?!")|-?[0-9]+(?=[ \t]*(?:#|\r?\n|$)))'
+)
 _BLANK = re.compile(r"(?:[ \t]+|#[^\n]*)*")
 _BLANK_LINES = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
 _ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r", '"': '"', "\\": "\\", "e": "\x1b"}
@@ -206,6 +209,17 @@ class _Scanner:
                 table = Table(name, is_array, start, self.pos, name_start, name_end)
                 tables.append(table)
                 entries = table.entries
+                continue
+            simple = _SIMPLE_ENTRY.match(text, start)
+            if simple:  # `key = "plain string"` or `key = 3`: most entries, read in one step
+                key, string = simple["key"], simple["string"]
+                self.pos = simple.end()
+                mapped = None
+                if string is not None:
+                    mapped = MappedText.verbatim(self.path, string, simple.start("string"))
+                entries.append(
+                    KeyValue(key, (key,), start, simple.end("key"), simple.start("value"), self.pos, mapped)
+                )
                 continue
             dotted, key_start, key_end = self.dotted_key()
             self.pos += 1  # '='

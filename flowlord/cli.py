@@ -186,4 +186,32 @@ def _silence_stdout() -> None:
         pass
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_lint,)
+# --- schema ----------------------------------------------------------------------------------
+
+
+def _add_schema(commands: argparse._SubParsersAction) -> None:
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of workflow files",
+        description="print the JSON Schema (draft 2020-12) of workflow files, for TOML editors",
+    )
+    schema.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE instead")
+    schema.set_defaults(run=_schema, parser=schema)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from flowlord.compiler.schema import workflow_schema_json
+
+    text = workflow_schema_json()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise UserError(_os_problem(args.output, error)) from None
+    return 0
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_lint, _add_schema)

@@ -237,3 +237,41 @@ def test_real_compiler_folder(tmp_path, capsys):
     assert cli.main(["lint", str(tmp_path / "flows")]) == 1
     out = capsys.readouterr().out
     assert "error[FL104]" in out and out.endswith("\n1 error\n")
+
+
+# --- schema ----------------------------------------------------------------------------------------
+
+COMMITTED_SCHEMA = os.path.join(os.path.dirname(__file__), os.pardir, "dsl_examples", "workflow.schema.json")
+
+
+def _committed_schema() -> str:
+    with open(COMMITTED_SCHEMA, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_schema_prints_the_committed_schema(capsys):
+    assert cli.main(["schema"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert json.loads(captured.out) == json.loads(_committed_schema())
+    assert captured.out == _committed_schema()
+
+
+def test_schema_output_file(tmp_path, capsys):
+    target = tmp_path / "workflow.schema.json"
+    assert cli.main(["schema", "-o", str(target)]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert json.loads(target.read_text(encoding="utf-8")) == json.loads(_committed_schema())
+
+
+def test_schema_unwritable_output_exits_2(tmp_path, capsys):
+    target = tmp_path / "missing" / "workflow.schema.json"
+    assert cli.main(["schema", "-o", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"flowlord schema: {target}: ")
+
+
+def test_schema_is_listed_in_help(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "schema" in capsys.readouterr().out
