@@ -18,4 +18,4 @@ def parser(name: str, **options) -> Lark:
     text = resources.files("flowlord.grammar").joinpath(f"{name}.lark").read_text(encoding="utf-8")
     if isinstance(options.get("start"), tuple):
         options["start"] = list(options["start"])
-    return Lark(text, parser="lalr", **options)
+    return Lark(text, parser="lalr", cache=True, **options)

@@ -99,10 +99,13 @@ class MappedText:
 
     def span(self, start: int, end: int | None = None) -> Span:
         """File span of decoded characters [start, end); an empty range stays empty."""
-        n = len(self.text)
-        start = 0 if start < 0 else n if start > n else start
-        end = start if end is None or end < start else n if end > n else end
-        return Span(self.path, self.offsets[start], self.offsets[end])
+        offsets = self.offsets
+        if end is None or end < start:
+            end = start
+        if start < 0 or end >= len(offsets):  # clamp to the string
+            n = len(offsets) - 1
+            start, end = min(max(start, 0), n), min(max(end, 0), n)
+        return Span(self.path, offsets[start], offsets[end])
 
     def whole(self) -> Span:
         return Span(self.path, self.offsets[0], self.offsets[-1])

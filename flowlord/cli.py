@@ -15,6 +15,10 @@ from typing import Callable, Sequence
 
 from flowlord import __version__
 
+# flowlord's pydantic models are its own; skipping the discovery of third-party pydantic
+# plugins (an entry-point scan of every installed package) saves ~10 ms per command.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 FORMATS = ("text", "json", "sarif", "github")  # compiler.report.FORMATS, without importing it
 
 
