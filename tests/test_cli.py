@@ -138,14 +138,6 @@ def test_missing_path_exits_2_naming_it(fake, tmp_path, capsys):
     assert fake.calls == []
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a non-root POSIX user")
-def test_unreadable_file_exits_2(fake, tmp_path, capsys):
-    path = write(tmp_path, "secret.toml", VALID)
-    os.chmod(path, 0)
-    assert cli.main(["lint", path]) == 2
-    assert path in capsys.readouterr().err
-
-
 def test_unopenable_file_exits_2_even_as_root(fake, tmp_path, capsys, monkeypatch):
     def refuse(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", path)
