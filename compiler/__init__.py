@@ -10,9 +10,12 @@ from . import codes
 from .ast import Workflow
 from .checks import check_duplicates, check_duplicates_across, check_phase
 from .diagnostics import Diagnostic, Sink
+from .files import check_keys, find_workflow_files
+from .graph_checks import check_graph, check_parents_across
 from .loader import load_workflow
 from .parse_rule import parse_rule
 from .parse_template import parse_template
+from .plan import Plan
 from .source import MappedText, SourceFile, Span
 
 # Below this many files a second process costs more than it saves.
@@ -24,15 +27,19 @@ class Compilation:
     sources: dict[str, SourceFile] = field(default_factory=dict)
     workflows: list[Workflow] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    plan: Plan | None = None  # compile_paths only, and only without errors
 
     @property
     def has_errors(self) -> bool:
         return any(d.severity == "error" for d in self.diagnostics)
 
 
-def lint_files(paths: list[str], *, jobs: int = 1) -> Compilation:
+def lint_files(paths: list[str], *, jobs: int = 1, keys: dict[str, str] | None = None) -> Compilation:
     """Reads, parses and checks workflow files. Never raises for bad input: an unreadable
     file raises OSError, which the CLI reports as an I/O problem.
+
+    `keys` maps each path to its workflow key (compiler.files.find_workflow_files); given, two
+    files with one key are FL503. Without it the keys are not checked.
 
     With jobs > 1 and many files, the files are checked in that many forked processes and only
     the diagnostics come back (`workflows` stays empty): the typed AST costs more to send
@@ -44,16 +51,51 @@ def lint_files(paths: list[str], *, jobs: int = 1) -> Compilation:
     gc.disable()
     try:
         if jobs > 1 and len(paths) >= PARALLEL_FROM and "fork" in multiprocessing.get_all_start_methods():
-            return _lint_parallel(paths, jobs)
-        compilation, names = _lint(paths)
-        sink = Sink(compilation.diagnostics)
-        check_duplicates_across(names, sink)
-        compilation.diagnostics = sink.sorted()
+            compilation = _lint_parallel(paths, jobs)
+        else:
+            compilation, names = _lint(paths)
+            sink = Sink(compilation.diagnostics)
+            check_duplicates_across(names, sink)
+            check_parents_across(names, compilation.sources, sink)
+            compilation.diagnostics = sink.sorted()
+        if keys is not None:
+            sink = Sink(list(compilation.diagnostics))
+            check_keys(((path, keys[path]) for path in paths), compilation.sources, sink)
+            if len(sink.diagnostics) > len(compilation.diagnostics):
+                compilation.diagnostics = sink.sorted()
         return compilation
     finally:
         if collecting:
             gc.freeze()  # what exists now was built by us and is acyclic: never scan it again
             gc.enable()
+
+
+def compile_paths(paths: list[str], *, timezone: str = "UTC") -> Compilation:
+    """Lint and plan the workflow files that `paths` (files or folders) name: the diagnostics
+    and, when none of them is an error, the Plan (`compilation.plan`).
+
+    Keys and folder search as compiler.files.find_workflow_files; `timezone` is the zone of
+    cron specs without `TZ=` (the Go flowlord's local zone). A missing path or an unreadable
+    file raises OSError; an unknown zone raises ValueError.
+    """
+    return compile_files(find_workflow_files(paths), timezone=timezone)
+
+
+def compile_files(files: list[tuple[str, str]], *, timezone: str = "UTC") -> Compilation:
+    """compile_paths for files already found: (path, workflow key) pairs, in order."""
+    keys = dict(files)
+    compilation = lint_files(list(keys), keys=keys)
+    if not compilation.has_errors:
+        from .build_plan import build_plan  # networkx: only when planning
+
+        collecting = gc.isenabled()
+        gc.disable()  # as in lint_files: the plan is acyclic
+        try:
+            compilation.plan = build_plan(compilation.workflows, keys, timezone=timezone)
+        finally:
+            if collecting:
+                gc.enable()
+    return compilation
 
 
 def _lint(paths: list[str]) -> tuple[Compilation, list[tuple[str, Span]]]:
@@ -67,12 +109,23 @@ def _lint(paths: list[str]) -> tuple[Compilation, list[tuple[str, Span]]]:
             data = handle.read()
         source, decoded = _decode(path, data, sink)
         compilation.sources[path] = source
-        workflow = load_workflow(source, sink) if decoded else None
+        file_sink = sink
+        if not decoded:
+            workflow = None
+        elif path.endswith(".py"):  # a Python workflow module (compiler.dsl): imported, i.e. run
+            from .dsl import load_python
+
+            module = load_python(source, sink)
+            workflow, file_sink = module.workflow, module.sink
+            compilation.sources.update(module.sources)
+        else:
+            workflow = load_workflow(source, sink)
         if workflow is None:
             continue
         for phase in workflow.phases:
-            check_phase(phase, sink)
-        names.extend((phase.name, phase.task.span) for phase in check_duplicates(workflow, sink))
+            check_phase(phase, file_sink)
+        check_graph(workflow, file_sink)
+        names.extend((phase.name, phase.task.span) for phase in check_duplicates(workflow, file_sink))
         compilation.workflows.append(workflow)
     compilation.diagnostics = sink.diagnostics
     return compilation, names
@@ -124,6 +177,7 @@ def _lint_parallel(paths: list[str], jobs: int) -> Compilation:
         names.extend(chunk_names)
     names.sort(key=lambda entry: order[entry[1].path])  # the files' order decides which is first
     check_duplicates_across(names, sink)
+    check_parents_across(names, compilation.sources, sink)
     for diagnostic in sink.diagnostics:  # a cross-file label may point into a clean file
         for path in [diagnostic.span.path, *(label.span.path for label in diagnostic.secondary)]:
             if path not in compilation.sources:

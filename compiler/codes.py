@@ -2,6 +2,7 @@
 
 Ranges: FL1xx workflow file (TOML, tables, keys, task names), FL2xx rule strings, FL3xx cron
 expressions, FL4xx templates, FL5xx across phases and files.
+FL6xx the phase graph of a workflow file (dependsOn: parents, cycles, reachability, meta flow).
 Severity is error where the Go flowlord would misbehave at run time, warning where it would
 run but probably not as meant.
 """
@@ -57,6 +58,7 @@ CASE_COLLISION = _code("FL108", "case-collision", ERROR, "the same key or table 
 NO_PHASES = _code("FL109", "no-phases", WARNING, "a workflow file without any phase")
 BAD_DEPENDS_ON = _code("FL110", "bad-depends-on", ERROR, "a dependsOn that is not `topic` or `topic:job`")
 NEGATIVE_RETRY = _code("FL111", "negative-retry", WARNING, "a negative retry count")
+PYTHON_ERROR = _code("FL112", "python-error", ERROR, "a Python workflow module that raises on import or holds several workflows")
 
 # FL2xx: rule strings
 RULE_NOT_QUERY = _code("FL201", "rule-not-query", ERROR, "a rule segment that is not key=value")
@@ -102,6 +104,16 @@ REPEATED_UUID = _code("FL407", "repeated-uuid", WARNING, "a second {uuid}, which
 # FL5xx: across phases and files
 DUPLICATE_PHASE = _code("FL501", "duplicate-phase", ERROR, "the same topic:job defined twice in one workflow")
 DUPLICATE_PHASE_FILES = _code("FL502", "duplicate-phase-across-files", WARNING, "the same topic:job defined in several workflow files")
+WORKFLOW_KEY_COLLISION = _code("FL503", "workflow-key-collision", ERROR, "two workflow files with the same workflow key")
+
+# FL6xx: the phase graph (dependsOn)
+UNKNOWN_PARENT = _code("FL601", "unknown-parent", ERROR, "a dependsOn that names no phase of the workflow")
+UNKNOWN_PARENT_JOB = _code("FL602", "unknown-parent-job", ERROR, "a dependsOn topic:job whose topic has no such job")
+PHASE_CYCLE = _code("FL603", "phase-cycle", ERROR, "phases that depend on each other in a loop, or on themselves")
+NEVER_STARTS = _code("FL604", "never-starts", WARNING, "a phase without cron, files or dependsOn")
+PARENT_NEVER_RUNS = _code("FL605", "parent-never-runs", WARNING, "a phase whose every ancestor chain begins at a phase that never starts")
+AMBIGUOUS_PARENT = _code("FL606", "ambiguous-parent", WARNING, "a dependsOn topic without job when the topic has several jobs")
+META_UNAVAILABLE_IN_CHILD = _code("FL607", "meta-unavailable-in-child", WARNING, "a child's {meta:key} or require key that no parent task carries")
 
 
 def lookup(code: str) -> Code | None:

@@ -354,6 +354,35 @@ EXPLANATIONS: dict[str, Explanation] = {
             """
         ),
     ),
+    "FL112": Explanation(
+        why=(
+            "A `.py` workflow module is imported, that is run, to collect its `Workflow`, so an "
+            "exception while it runs (a `NameError`, a failed import, a syntax error) leaves "
+            "nothing to check; the diagnostic points at the innermost line of the module that the "
+            "traceback passes through. A module holds one workflow, as a TOML file does: a second "
+            "module-level `Workflow` is reported too, and only the first one is checked. The Go "
+            "flowlord reads TOML only, so `flowlord export` writes the module as the TOML it runs."
+        ),
+        example=_toml(
+            """
+            # file: workflow.py
+            from flowlord import Workflow
+
+            wf = Workflow()
+            wf.phase(task="extract", cron="0 1 * * *", template=DAY)
+            """
+        ),
+        fix=_toml(
+            """
+            # file: workflow.py
+            from flowlord import Workflow
+
+            DAY = "?day={yyyy}-{mm}-{dd}"
+            wf = Workflow()
+            wf.phase(task="extract", cron="0 1 * * *", template=DAY)
+            """
+        ),
+    ),
     # --- FL2xx: rule strings ----------------------------------------------------------------------
     "FL201": Explanation(
         why=(
@@ -1310,6 +1339,292 @@ EXPLANATIONS: dict[str, Explanation] = {
             rule = "cron=0 4 * * *"
             retry = 0
             template = "?table=users&day={yyyy}-{mm}-{dd}"
+            """
+        ),
+    ),
+    "FL503": Explanation(
+        why=(
+            "Every task carries its workflow file's key in its meta (`workflow=`), and Go finds the "
+            "children of a finished task only among the phases stored under that key. The key is "
+            "the file's path after the workflow folder (flowlord: relative to the folder argument "
+            "that holds it, or the base name of a file argument). Two files with one key replace "
+            "each other's phases in Go, and the tasks of one start the children of the other. "
+            "Pass the folder that holds both, so each key keeps its sub-folder, or rename a file."
+        ),
+        example=_toml(
+            """
+            # file: orders/daily.toml
+            [[Phase]]
+            task = "export:orders"
+            rule = "cron=0 3 * * *"
+            template = "?table=orders&day={yyyy}-{mm}-{dd}"
+
+            # file: users/daily.toml
+            [[Phase]]
+            task = "export:users"
+            rule = "cron=0 4 * * *"
+            template = "?table=users&day={yyyy}-{mm}-{dd}"
+            """
+        ),
+        fix=_toml(
+            """
+            # file: orders_daily.toml
+            [[Phase]]
+            task = "export:orders"
+            rule = "cron=0 3 * * *"
+            template = "?table=orders&day={yyyy}-{mm}-{dd}"
+
+            # file: users_daily.toml
+            [[Phase]]
+            task = "export:users"
+            rule = "cron=0 4 * * *"
+            template = "?table=users&day={yyyy}-{mm}-{dd}"
+            """
+        ),
+    ),
+    # --- FL6xx: the phase graph ---------------------------------------------------------------------
+    "FL601": Explanation(
+        why=(
+            "Go starts a phase with `dependsOn` only when a phase of the same workflow file whose "
+            "topic (and job, when given) matches finishes a task. A `dependsOn` that names no phase "
+            "of the file, because of a typo or because the parent is in another workflow file, "
+            "never matches: the phase silently never runs. Go's status page is the only place that "
+            "mentions it (`parent task not found`)."
+        ),
+        example=_ROOT
+        + _toml(
+            """
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "extrakt"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+        fix=_ROOT
+        + _toml(
+            """
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "extract"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+    ),
+    "FL602": Explanation(
+        why=(
+            "`dependsOn = \"topic:job\"` starts the phase only after a task of that topic with "
+            "exactly that job. When the topic exists but none of its phases has that job, nothing "
+            "ever starts the phase, and Go says nothing about it. Name one of the topic's jobs, or "
+            "only the topic to start after any of them."
+        ),
+        example=_toml(
+            """
+            [[Phase]]
+            task = "warehouse:snapshot"
+            rule = "cron=0 0 1 * * *"
+            template = "?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "warehouse:compact"
+            dependsOn = "warehouse:snapshots"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+        fix=_toml(
+            """
+            [[Phase]]
+            task = "warehouse:snapshot"
+            rule = "cron=0 0 1 * * *"
+            template = "?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "warehouse:compact"
+            dependsOn = "warehouse:snapshot"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+    ),
+    "FL603": Explanation(
+        why=(
+            "Go has no cycle check: when phases depend on each other in a loop, or a phase depends "
+            "on itself, each completion starts the next phase of the loop, forever. Every "
+            "elementary cycle is reported with its whole path, parent first. Remove one "
+            "`dependsOn` of each loop, and start the chain from a `cron=` or `files=` phase."
+        ),
+        example=_toml(
+            """
+            [[Phase]]
+            task = "extract"
+            rule = "cron=0 1 * * *"
+            dependsOn = "load"
+            template = "?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "extract"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+        fix=_ROOT
+        + _toml(
+            """
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "extract"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+    ),
+    "FL604": Explanation(
+        why=(
+            "A phase runs on a `cron=` schedule, on a file that matches `files=`, or after its "
+            "`dependsOn` parent. A phase with none of the three is never started; `meta=`, "
+            "`meta-file=` and `for=` make a batch, but a batch too runs only on a cron schedule. "
+            "Go accepts such phases without a word (its own test workflows hold some), so this is "
+            "a warning."
+        ),
+        example=_toml(
+            """
+            [[Phase]]
+            task = "export"
+            rule = "meta=table:users,orders"
+            template = "?table={meta:table}"
+            """
+        ),
+        fix=_toml(
+            """
+            [[Phase]]
+            task = "export"
+            rule = "cron=0 0 2 * * *&meta=table:users,orders"
+            template = "?table={meta:table}"
+            """
+        ),
+    ),
+    "FL605": Explanation(
+        why=(
+            "A child runs only after one of its parents finishes a task. When every chain of "
+            "parents above it begins at a phase that never starts (no trigger, or a `dependsOn` "
+            "that matches nothing), the child never runs either, silently. The warning names the "
+            "phases where the chains begin."
+        ),
+        example=_toml(
+            """
+            [[Phase]]
+            task = "extract"
+            rule = "offset=-24h"
+            template = "?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "extract"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+        fix=_toml(
+            """
+            [[Phase]]
+            task = "extract"
+            rule = "cron=0 0 1 * * *&offset=-24h"
+            template = "?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "extract"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+    ),
+    "FL606": Explanation(
+        why=(
+            "`dependsOn = \"topic\"` without a job makes the phase a child of every phase of that "
+            "topic, whatever its job. When the topic has several jobs, the child therefore runs "
+            "after each of them, once per parent task. That may be meant; if not, name the job "
+            "with `dependsOn = \"topic:job\"`."
+        ),
+        example=_toml(
+            """
+            [[Phase]]
+            task = "export:orders"
+            rule = "cron=0 0 1 * * *"
+            template = "?table=orders&day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "export:users"
+            rule = "cron=0 0 2 * * *"
+            template = "?table=users&day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "notify"
+            dependsOn = "export"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+        fix=_toml(
+            """
+            [[Phase]]
+            task = "export:orders"
+            rule = "cron=0 0 1 * * *"
+            template = "?table=orders&day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "export:users"
+            rule = "cron=0 0 2 * * *"
+            template = "?table=users&day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "notify"
+            dependsOn = "export:users"
+            template = "?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+    ),
+    "FL607": Explanation(
+        why=(
+            "A child's template is filled from its parent task's meta and its own `meta=` rows, "
+            "and its `require` is checked against the parent task's meta. A cron task carries "
+            "`workflow`, `cron` and `job`; a batch adds its template's meta keys; a file task "
+            "carries `file`, `filename`, `workflow` and its rule keys; a child task only "
+            "`workflow`, `cron` and `job`, so a grandchild never sees `{meta:file}`. A key that no "
+            "parent carries is filled with an empty string, and a `require` on it means the child "
+            "never starts."
+        ),
+        example=_toml(
+            """
+            [[Phase]]
+            task = "ingest"
+            rule = "files=gs://acme-in/*/*/*/*.csv"
+            template = "{meta:file}?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "ingest"
+            template = "?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "index"
+            dependsOn = "load"
+            template = "{meta:file}?day={yyyy}-{mm}-{dd}"
+            """
+        ),
+        fix=_toml(
+            """
+            [[Phase]]
+            task = "ingest"
+            rule = "files=gs://acme-in/*/*/*/*.csv"
+            template = "{meta:file}?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "load"
+            dependsOn = "ingest"
+            template = "?day={yyyy}-{mm}-{dd}"
+
+            [[Phase]]
+            task = "index"
+            dependsOn = "ingest"
+            template = "{meta:file}?day={yyyy}-{mm}-{dd}"
             """
         ),
     ),

@@ -15,7 +15,7 @@ from .ast import DependsOn, Name, Phase, RetryPolicy, Workflow
 from .diagnostics import Label, Sink
 from .parse_rule import parse_rule
 from .parse_template import parse_template
-from .source import MappedText, SourceFile
+from .source import MappedText, SourceFile, Span
 from .suggest import did_you_mean
 from .toml_positions import KeyValue, Table, scan
 
@@ -186,14 +186,44 @@ def _phase(source: SourceFile, table: Table, values: dict, sink: Sink) -> Phase 
             return MappedText(source.path, "", [header.end])
         return entry.string
 
-    rule_text = text("rule")
-    rule = parse_rule(rule_text, sink)
-    template = parse_template(text("template"), sink)
-    task = text("task")
-    if "task" not in entries or not task.text:
+    retry = None
+    if "retry" in entries:
+        entry = entries["retry"]
+        retry = (values[entry.dotted[0]], source.span(entry.value_start, entry.value_end))
+    return build_phase(
+        header,
+        task=text("task") if "task" in entries else None,
+        rule=text("rule"),
+        template=text("template"),
+        depends_on=text("dependson"),
+        retry=retry,
+        sink=sink,
+    )
+
+
+def build_phase(
+    header: Span,
+    *,
+    task: MappedText | None,
+    rule: MappedText,
+    template: MappedText,
+    depends_on: MappedText,
+    retry: tuple[int, Span] | None,
+    sink: Sink,
+) -> Phase | None:
+    """One phase from its values, whatever spelled them: the TOML loader and the Python DSL
+    (compiler.dsl) both end here, so both get the same AST and the same checks.
+
+    `header` is where the phase is declared (the `[[Phase]]` header, the DSL call); `task` is
+    None when no task was given; an absent rule, template or dependsOn is an empty MappedText
+    at the header's end; `retry` is the count as given with the span of its value.
+    """
+    parsed_rule = parse_rule(rule, sink)
+    parsed_template = parse_template(template, sink)
+    if task is None or not task.text:
         sink.emit(
             codes.MISSING_TASK.at(
-                header if "task" not in entries else task.whole(),
+                header if task is None else task.whole(),
                 "this phase has no task",
                 help='name the topic the phase sends to, e.g. `task = "topic"` or `task = "topic:job"`',
             )
@@ -202,32 +232,32 @@ def _phase(source: SourceFile, table: Table, values: dict, sink: Sink) -> Phase 
     topic, job = _task_name(task, sink)
     if topic is None:
         return None
-    if job is None and rule.job is not None:
-        job = rule.job.value
-    elif job is not None and rule.job is not None and rule.job.value != job:
+    if job is None and parsed_rule.job is not None:
+        job = parsed_rule.job.value
+    elif job is not None and parsed_rule.job is not None and parsed_rule.job.value != job:
         sink.emit(
             codes.JOB_CONFLICT.at(
-                rule.job.span,
-                f"`job={rule.job.value}` disagrees with the job `{job}` in the task name; Go uses `{job}`",
+                parsed_rule.job.span,
+                f"`job={parsed_rule.job.value}` disagrees with the job `{job}` in the task name; Go uses `{job}`",
                 help="give the job once, in `task` or in the rule",
                 secondary=(Label(task.whole(), f"job `{job}` given here"),),
             )
         )
-    retries = _retry(source, entries.get("retry"), values, sink)
+    retries = _retry(retry, sink)
     return Phase(
         span=header,
         task=Name(span=task.whole(), value=task.text),
         topic=topic,
         job=job or None,
-        depends_on=_depends_on(text("dependson"), sink),
-        rule=rule,
+        depends_on=_depends_on(depends_on, sink),
+        rule=parsed_rule,
         retry=RetryPolicy(
-            span=header if "retry" not in entries else source.span(entries["retry"].value_start, entries["retry"].value_end),
+            span=header if retry is None else retry[1],
             retries=max(retries, 0),
-            delay=rule.retry_delay,
-            no_alert=rule.no_alert,
+            delay=parsed_rule.retry_delay,
+            no_alert=parsed_rule.no_alert,
         ),
-        template=template,
+        template=parsed_template,
     )
 
 
@@ -282,14 +312,14 @@ def _depends_on(text: MappedText, sink: Sink) -> DependsOn | None:
     return DependsOn(span=text.whole(), topic=parts[0], job=job)
 
 
-def _retry(source: SourceFile, entry: KeyValue | None, values: dict, sink: Sink) -> int:
-    if entry is None:
+def _retry(retry: tuple[int, Span] | None, sink: Sink) -> int:
+    if retry is None:
         return 0
-    retries = values[entry.dotted[0]]
+    retries, span = retry
     if retries < 0:
         sink.emit(
             codes.NEGATIVE_RETRY.at(
-                source.span(entry.value_start, entry.value_end),
+                span,
                 f"`retry = {retries}` behaves like 0",
                 help="write `retry = 0` for no retries",
             )
