@@ -59,6 +59,17 @@ def test_wheel_ships_grammars_and_only_flowlord_packages(wheel):
     assert {t for t in tops if not t.endswith(".dist-info")} == {"flowlord"}
 
 
+def test_wheel_ships_every_module_and_data_file_of_the_tree(wheel):
+    """A subpackage or data file missing from pyproject.toml's lists fails here, not in production."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    homes = {"flowlord": "flowlord", "compiler": "flowlord/compiler", "runtime": "flowlord/runtime"}
+    for folder, package in homes.items():
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in (".py", ".sql", ".html", ".css", ".js") and "__pycache__" not in path.parts:
+                relative = path.relative_to(ROOT / folder).as_posix()
+                assert f"{package}/{relative}" in names, f"{folder}/{relative} is not in the wheel"
+
+
 def test_wheel_declares_the_console_script(wheel):
     with zipfile.ZipFile(wheel) as archive:
         (entry_points,) = [n for n in archive.namelist() if n.endswith("/entry_points.txt")]
