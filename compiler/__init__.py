@@ -66,7 +66,6 @@ def lint_files(paths: list[str], *, jobs: int = 1, keys: dict[str, str] | None =
         return compilation
     finally:
         if collecting:
-            gc.freeze()  # what exists now was built by us and is acyclic: never scan it again
             gc.enable()
 
 

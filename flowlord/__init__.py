@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Phase", "Workflow", "__version__"]
+__all__ = ["Phase", "Workflow", "Worker", "__version__", "task_handler"]
 
 
 def __getattr__(name: str):
@@ -12,4 +12,8 @@ def __getattr__(name: str):
         from flowlord.compiler import dsl
 
         return getattr(dsl, name)
+    if name in ("Worker", "task_handler"):  # workers in Python: flowlord.worker
+        from flowlord import worker
+
+        return getattr(worker, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

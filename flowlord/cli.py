@@ -9,6 +9,7 @@ bottle. To add a command, write `_add_<name>(commands)` that registers its parse
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from typing import Callable, Sequence
@@ -88,6 +89,8 @@ def _add_lint(commands: argparse._SubParsersAction) -> None:
 
 
 def _lint(args: argparse.Namespace) -> int:
+    # A lint builds a large acyclic AST and exits: collecting cycles would only re-scan it.
+    gc.disable()
     if args.explain:
         return _explain(args.explain)
     if not args.paths:
@@ -500,4 +503,249 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_lint, _add_schema, _add_graph, _add_plan, _add_export)
+# --- worker ----------------------------------------------------------------------------------
+
+DEFAULT_BUS = "nats://127.0.0.1:4222"  # flowlord.worker.DEFAULT_BUS, without importing it
+WORKER_USAGE = (
+    "flowlord worker TOPIC [--bus URL] [--done-topic TOPIC] [--group NAME] [--concurrency N]\n"
+    "                       [--timeout SECONDS] [-q] -- COMMAND [ARG ...]"
+)
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bus", metavar="URL",
+        help=f"the task bus: nats://HOST:PORT, file://DIR, stdio or memory:// "
+        f"(default: $FLOWLORD_BUS, else {DEFAULT_BUS})",
+    )
+    parser.add_argument("--done-topic", default="done", metavar="TOPIC",
+                        help="where the results go (default: done)")
+    parser.add_argument("--group", default="workers", metavar="NAME",
+                        help="consumer group: the workers of one group share the topic's tasks "
+                        "(default: workers)")
+    parser.add_argument("--concurrency", type=int, default=1, metavar="N",
+                        help="tasks run at once (default: 1)")
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                        help="kill a task's command after this long and report an error "
+                        "(seconds, or a duration such as 90s, 10m, 1h; default: no limit)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log problems only, not every task")
+
+
+def _seconds(text: str) -> float:
+    import math
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*", text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (or 90s, 10m, 1h)")
+    scale = {None: 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    value = float(match.group(1)) * scale
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds")
+    return value
+
+
+def _add_worker(commands: argparse._SubParsersAction) -> None:
+    worker = commands.add_parser(
+        "worker",
+        usage=WORKER_USAGE,
+        help="run a command for each task of a topic",
+        description="consume the tasks of TOPIC and run COMMAND once per task: the task JSON on "
+        "stdin, FLOWLORD_TYPE, FLOWLORD_JOB, FLOWLORD_INFO, FLOWLORD_ID and FLOWLORD_META in the "
+        "environment. Exit 0 reports the task complete (msg: the last line of stdout), another "
+        "exit an error (msg: the end of stderr); results go to the done topic with started and "
+        "ended. SIGINT or SIGTERM: take no more tasks, finish those running, exit 0 (a second "
+        "signal kills them; the bus delivers them again).",
+    )
+    worker.add_argument("topic", metavar="TOPIC", help="the topic whose tasks to run")
+    _worker_options(worker)
+    worker.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG ...]",
+                        help="the command to run for each task, after --")
+    worker.set_defaults(run=_worker, parser=worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    rest = list(args.argv)
+    # argparse cannot mix options after TOPIC with a command of its own: read them here.
+    options = argparse.ArgumentParser(prog="flowlord worker", usage=WORKER_USAGE, add_help=False)
+    _worker_options(options)
+    options.add_argument("-h", "--help", action="store_true", dest="worker_help")
+    options.add_argument("argv", nargs=argparse.REMAINDER)
+    if "--" in rest:
+        cut = rest.index("--")
+        head, command = rest[:cut], rest[cut + 1:]
+        stray = options.parse_args(head, namespace=args).argv
+        if stray:
+            args.parser.error(f"unexpected {' '.join(stray)!r} before --: "
+                              "put the command after --, e.g. flowlord worker etl -- ./etl.sh")
+    else:
+        command = options.parse_args(rest, namespace=args).argv
+    if getattr(args, "worker_help", False):
+        args.parser.print_help()
+        return 0
+    if not command:
+        args.parser.error("give the COMMAND to run for each task after --, "
+                          "e.g. flowlord worker etl -- ./etl.sh")
+    if args.concurrency < 1:
+        args.parser.error(f"--concurrency: {args.concurrency} is not 1 or more")
+    import shutil
+
+    if shutil.which(command[0]) is None:
+        where = "is not an executable file" if os.sep in command[0] else "was not found on PATH"
+        raise UserError(f"the command {command[0]!r} {where}")
+
+    import asyncio
+    import logging
+
+    from flowlord.runtime.bus import BusError, open_bus
+
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    url = args.bus or os.environ.get("FLOWLORD_BUS") or DEFAULT_BUS
+    try:
+        bus = open_bus(url)
+    except (BusError, NotImplementedError, ValueError, OSError) as error:
+        raise UserError(f"bus {url}: {error}") from None
+    return asyncio.run(_work(args, bus, url, command))
+
+
+def _bus_failure(error: BaseException) -> bool:
+    """An error of the bus or its client library (a server that cannot be reached)."""
+    from flowlord.runtime.bus import BusError
+
+    if isinstance(error, (BusError, OSError, NotImplementedError, TimeoutError)):
+        return True
+    return any(cls.__module__.split(".")[0] == "nats" for cls in type(error).__mro__)
+
+
+async def _work(args: argparse.Namespace, bus, url: str, command: list[str]) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from flowlord.runtime.worker import CommandHandler, Worker
+
+    log = logging.getLogger("flowlord.worker")
+    worker = Worker(bus, args.topic, CommandHandler(command), done_topic=args.done_topic,
+                    concurrency=args.concurrency, timeout=args.timeout, group=args.group)
+    loop = asyncio.get_running_loop()
+
+    def on_signal(number: int) -> None:
+        name = signal.Signals(number).name
+        if worker.stopping:
+            log.warning("%s again: killing %d task(s) in flight; the bus delivers them again",
+                        name, worker.in_flight)
+            worker.stop(force=True)
+        else:
+            log.info("%s: stopping; finishing %d task(s) in flight (again to kill them)", name, worker.in_flight)
+            worker.stop()
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(number, on_signal, number)
+    log.info("consuming %r from %s (group %s, concurrency %d%s); results to %r",
+             args.topic, url, args.group, args.concurrency,
+             f", timeout {args.timeout:g}s" if args.timeout else "", args.done_topic)
+    try:
+        connect = getattr(bus, "connect", None)
+        if connect is not None:  # a server bus (NATS): fail now, not at the first task
+            await connect()
+        stats = await worker.run()
+    except Exception as error:
+        if _bus_failure(error):
+            raise UserError(f"bus {url}: {error or type(error).__name__}") from None
+        raise
+    finally:
+        try:
+            await bus.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection
+            pass
+    if stats.unfinished:
+        print(f"flowlord worker: stopped with {stats.unfinished} task(s) unfinished; "
+              "the bus delivers them again", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- simulate --------------------------------------------------------------------------------
+
+
+def _add_simulate(commands: argparse._SubParsersAction) -> None:
+    simulate = commands.add_parser(
+        "simulate",
+        help="dry-run the runtime on events (JSON lines in, JSON lines out)",
+        description="run the scheduler and dispatcher on a simulated clock, an in-memory bus and "
+        "a temporary store: read events as JSON lines ({\"at\": TIME}, {\"done\": TASK}, "
+        "{\"file\": STAT}) and print what flowlord does ({\"at\", \"topic\", \"task\"}, "
+        "{\"at\", \"alert\"}, {\"at\", \"rejected\"}), one JSON line each; deterministic for a "
+        "given --seed. After the events the clock runs on until no retry is pending.",
+    )
+    simulate.add_argument(
+        "paths", nargs="+", metavar="WORKFLOW_PATH", help="workflow files, or folders to search for *.toml"
+    )
+    simulate.add_argument("--events", metavar="FILE", help="the events (default: stdin; - is stdin too)")
+    simulate.add_argument("--seed", type=int, default=0, metavar="N",
+                          help="seed of task ids, {uuid} tokens and retry jitter (default: 0)")
+    simulate.add_argument("--no-jitter", action="store_true", help="retry after exactly retry_delay")
+    simulate.add_argument(
+        "--timezone", default="UTC", metavar="ZONE",
+        help="the zone of cron schedules without TZ= (default: UTC)",
+    )
+    simulate.add_argument("--no-color", action="store_true", help="never colour the diagnostics")
+    simulate.add_argument("-v", "--verbose", action="store_true",
+                          help="also log what the engine does on stderr")
+    simulate.set_defaults(run=_simulate, parser=simulate)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from flowlord.compiler import compile_files, report
+    from flowlord.compiler.build_plan import PlanError, check_timezone
+
+    try:
+        check_timezone(args.timezone)
+    except ValueError as error:
+        raise UserError(f"--timezone: {error}") from None
+    entries = workflow_entries(args.paths)
+    if not entries:
+        raise UserError(f"no *.toml files in {', '.join(args.paths)}")
+    if args.events in (None, "-"):
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            with open(args.events, encoding="utf-8", errors="surrogateescape") as handle:
+                lines = handle.read().splitlines()
+        except OSError as error:
+            raise UserError(_os_problem(args.events, error)) from None
+    try:
+        compilation = compile_files(entries, timezone=args.timezone)
+    except OSError as error:
+        raise UserError(_os_problem(error.filename, error)) from None
+    except PlanError as error:
+        print(f"flowlord simulate: {error}", file=sys.stderr)
+        return 1
+    if compilation.diagnostics:
+        color = not args.no_color and not os.environ.get("NO_COLOR") and sys.stderr.isatty()
+        sys.stderr.write(report.render("text", compilation.diagnostics, compilation.sources, color=color))
+    if compilation.plan is None:
+        return 1
+
+    import logging
+
+    from flowlord.runtime.simulate import simulate
+
+    engine_log = logging.getLogger("flowlord")
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(levelname)s: %(message)s")
+    elif not engine_log.handlers:
+        engine_log.addHandler(logging.NullHandler())  # the output lines say it all
+
+    def write(line: str) -> None:
+        sys.stdout.write(line + "\n")
+
+    simulate(compilation.plan, lines, seed=args.seed, no_jitter=args.no_jitter, write=write)
+    sys.stdout.flush()
+    return 0
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_lint, _add_schema, _add_graph, _add_plan, _add_export, _add_worker, _add_simulate)

@@ -356,6 +356,8 @@ def test_open_bus_refuses(url):
         open_bus(url)
 
 
-def test_open_bus_nats_is_the_next_issue():
-    with pytest.raises(NotImplementedError, match="NATS"):
-        open_bus("nats://localhost:4222")
+def test_open_bus_nats():
+    # connects on first use: tests/test_nats_bus.py runs it on a real server
+    bus = open_bus("nats://localhost:4222,nats://other:4222")
+    assert type(bus).__name__ == "NatsBus" and isinstance(bus, Bus)
+    assert bus.servers == ["nats://localhost:4222", "nats://other:4222"]

@@ -48,10 +48,10 @@ def store(db):
 # --- schema ---------------------------------------------------------------------------------
 
 def test_schema_version_and_wal(store, db):
-    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.schema_version == SCHEMA_VERSION
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"tasks", "pending_retries", "alerts", "file_messages", "phases", "rejected"} <= tables
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -63,7 +63,7 @@ def test_reopening_keeps_the_schema_and_data(db):
     with Store.open(db) as s:
         s.record_sent(task())
     with Store.open(db) as s:
-        assert s.schema_version == 1 and len(s.recent_tasks()) == 1
+        assert s.schema_version == SCHEMA_VERSION and len(s.recent_tasks()) == 1
 
 
 def test_a_newer_schema_is_refused(db):
@@ -77,20 +77,20 @@ def test_a_newer_schema_is_refused(db):
 def test_a_file_that_is_not_a_database_is_moved_aside(db):
     db.write_bytes(b"this is not sqlite" * 100)
     with Store.open(db) as s:
-        assert s.schema_version == 1
+        assert s.schema_version == SCHEMA_VERSION
     assert [p.name for p in db.parent.glob("flowlord.db.corrupt-*")]
 
 
 def test_memory_database():
     with Store.open(":memory:") as s:
         s.record_sent(task())
-        assert s.schema_version == 1
+        assert s.schema_version == SCHEMA_VERSION
         assert [r.task for r in s.recent_tasks()] == [task()]
 
 
 def test_the_folder_is_created(tmp_path):
     with Store.open(tmp_path / "a" / "b" / "x.db") as s:
-        assert s.schema_version == 1
+        assert s.schema_version == SCHEMA_VERSION
 
 
 # --- tasks ----------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def test_deleted_database_file_is_recreated_on_the_next_write(store, db):
     assert db.exists()
     assert [r.task.id for r in store.recent_tasks()] == ["id-2"]
     assert store.pending_retries() == []  # lost with the file, as they must be
-    assert store.schema_version == 1
+    assert store.schema_version == SCHEMA_VERSION
     conn = sqlite3.connect(db)  # another process sees the new database
     assert conn.execute("SELECT id FROM tasks").fetchall() == [("id-2",)]
     conn.close()

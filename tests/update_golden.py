@@ -14,7 +14,9 @@ It also rewrites the DOT goldens of `flowlord graph` in tests/golden/graph/ (GRA
 `<stem>.dot` is the stdout of `flowlord graph <example>`), which tests/test_graph.py checks,
 and the plan goldens in tests/golden/plan/ (PLAN_EXAMPLES: `<stem>.json` is the stdout of
 `flowlord plan <example>`), which tests/test_plan.py checks. A folder example that holds only
-folders (FL503) is linted with each of them as its own PATH.
+folders (FL503) is linted with each of them as its own PATH. The simulate goldens in
+tests/golden/simulate/ (`<workflow>.<scenario>.out`: the stdout of `flowlord simulate
+<workflow>.toml --events <workflow>.<scenario>.jsonl`) are checked by tests/test_simulate.py.
 """
 
 from __future__ import annotations
@@ -158,11 +160,48 @@ def upstream_goldens() -> list[tuple[Path, str]]:
     return [(UPSTREAM_GOLDEN / f"{path.stem}.out", lint(upstream_arg(path))[1]) for path in upstream_files()]
 
 
+SIMULATE_GOLDEN = REPO / "tests" / "golden" / "simulate"
+
+
+def simulate_scenarios() -> list[tuple[Path, Path]]:
+    """(events, workflow) pairs: each `<workflow>.<scenario>.jsonl` in tests/golden/simulate/
+    is simulated against `<workflow>.toml` beside it."""
+    found = []
+    for events in sorted(SIMULATE_GOLDEN.glob("*.*.jsonl")):
+        workflow = SIMULATE_GOLDEN / (events.name.split(".", 1)[0] + ".toml")
+        if not workflow.is_file():
+            raise ValueError(f"{events}: no workflow {workflow.name} beside it")
+        found.append((events, workflow))
+    return found
+
+
+def simulate_output(events: Path, workflow: Path) -> str:
+    """The stdout of `flowlord simulate WORKFLOW --events EVENTS` (seed 0) run in the
+    repository root with relative paths."""
+    stdout = io.StringIO()
+    previous = os.getcwd()
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(io.StringIO()):
+            cli.main(["simulate", workflow.relative_to(REPO).as_posix(),
+                      "--events", events.relative_to(REPO).as_posix()])
+    finally:
+        os.chdir(previous)
+    return stdout.getvalue()
+
+
+def simulate_goldens() -> list[tuple[Path, str]]:
+    """(golden `.out` file, what it must hold now) for each simulate scenario."""
+    return [(events.with_suffix(".out"), simulate_output(events, workflow))
+            for events, workflow in simulate_scenarios()]
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
     targets = [(example.out, expected(example)) for example in examples()] + graph_goldens() + plan_goldens()
     targets += upstream_goldens()
+    targets += simulate_goldens()
     for out, text in targets:
         current = out.read_bytes().decode("utf-8") if out.exists() else None
         if current == text:

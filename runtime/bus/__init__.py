@@ -18,7 +18,8 @@ URLs (`open_bus`):
     memory://                         in-process queues (tests, `simulate`)
     file://DIR[?follow=false&poll=S]  JSON lines: topic `t` is the file `DIR/t.json`
     stdio                             stdin lines in, stdout lines out (also the empty string)
-    nats://…                          the next issue
+    nats://HOST:4222[,HOST2:4222…]    NATS JetStream (`nats.NatsBus`; options as ?key=value)
+    tls://…                           the same over TLS
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import AsyncIterator, Protocol, runtime_checkable
 
-__all__ = ["Bus", "BusError", "Message", "Subscription", "open_bus"]
+__all__ = ["Bus", "BusError", "Message", "Subscription", "open_bus", "publish_takes_msg_id"]
 
 
 class BusError(Exception):
@@ -81,8 +82,13 @@ class Subscription(ABC):
 
 @runtime_checkable
 class Bus(Protocol):
-    async def publish(self, topic: str, data: bytes) -> None:
-        """Send one message. Raises BusError when it cannot."""
+    async def publish(self, topic: str, data: bytes, *, msg_id: str | None = None) -> None:
+        """Send one message. Raises BusError when it cannot.
+
+        `msg_id` (optional, keyword) names the message: a bus that deduplicates (NATS JetStream
+        within its duplicate window, the memory bus) stores a message published twice under one
+        id once. Buses without dedupe (file, stdio) may not take it; check with
+        `publish_takes_msg_id(bus)`."""
 
     def subscribe(self, topic: str, *, group: str | None = None) -> Subscription:
         """The messages of `topic`. Setting up may happen on the first iteration."""
@@ -109,8 +115,18 @@ def open_bus(url: str) -> Bus:
 
         return FileBus.from_url(url)
     if scheme in ("nats", "tls"):
-        raise NotImplementedError(
-            "the NATS JetStream bus is not implemented yet (it is the next issue): "
-            "use memory://, file://DIR or stdio for now"
-        )
+        from .nats import NatsBus
+
+        return NatsBus.from_url(url)
     raise BusError(f"task bus {scheme!r} not supported: use memory://, file://DIR, stdio or nats://HOST")
+
+
+def publish_takes_msg_id(bus: Bus) -> bool:
+    """Whether `bus.publish` accepts the `msg_id` keyword."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(bus.publish).parameters
+    except (TypeError, ValueError):
+        return False
+    return "msg_id" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

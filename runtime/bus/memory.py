@@ -10,6 +10,7 @@ its subscription closes.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 
 from . import BusError, Message, Subscription
@@ -208,11 +209,13 @@ class _Topic:
 class MemoryBus:
     """In-process bus. `published(topic)` and `history()` show what was sent, for tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, duplicate_window: float = 120.0) -> None:
         self._topics: dict[str, _Topic] = {}
         self._history: list[tuple[str, bytes]] = []
         self._subscriptions: set[QueueSubscription] = set()
         self._closed = False
+        self.duplicate_window = duplicate_window  # seconds a msg_id is remembered, as JetStream's
+        self._msg_ids: dict[str, float] = {}  # msg_id -> when first published, oldest first
 
     def _topic(self, topic: str) -> _Topic:
         state = self._topics.get(topic)
@@ -222,15 +225,27 @@ class MemoryBus:
             state = self._topics[topic] = _Topic()
         return state
 
-    async def publish(self, topic: str, data: bytes) -> None:
-        self.publish_nowait(topic, data)
+    async def publish(self, topic: str, data: bytes, *, msg_id: str | None = None) -> None:
+        self.publish_nowait(topic, data, msg_id=msg_id)
 
-    def publish_nowait(self, topic: str, data: bytes) -> None:
-        """`publish` for synchronous callers (tests, the simulator's input)."""
+    def publish_nowait(self, topic: str, data: bytes, *, msg_id: str | None = None) -> None:
+        """`publish` for synchronous callers (tests, the simulator's input). A `msg_id` seen
+        within `duplicate_window` seconds drops the message, as JetStream's dedupe does."""
         if self._closed:
             raise BusError("the bus is closed")
         data = bytes(data)
         state = self._topic(topic)
+        if msg_id is not None:
+            now = time.monotonic()
+            ids = self._msg_ids
+            while ids:
+                oldest, when = next(iter(ids.items()))
+                if now - when < self.duplicate_window:
+                    break
+                del ids[oldest]
+            if msg_id in ids:
+                return
+            ids[msg_id] = now
         state.log.append(data)
         self._history.append((topic, data))
         for queue in state.groups.values():

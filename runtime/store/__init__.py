@@ -77,6 +77,17 @@ def _stamp(moment: datetime | None) -> str:
             f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z")
 
 
+def _stamp_us(moment: datetime) -> str:
+    """`_stamp` to the microsecond (the scheduler's fire times)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return _stamp(moment)[:-1] + f"{moment.microsecond % 1000:03d}Z"
+
+
+def _digest(task: Task) -> bytes:
+    return hashlib.blake2b(task.to_json(), digest_size=16).digest()
+
+
 def _when(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -139,8 +150,12 @@ class Store:
                     at: datetime | None = None) -> bool:
         """A done message. False when this very message was recorded before (a redelivery): record
         it in the same `transaction()` as its effects, and False means they were applied."""
-        digest = hashlib.blake2b(task.to_json(), digest_size=16).digest()
-        return self._insert_task("done", task, workflow, phase, attempt, "", digest, at) is not None
+        return self._insert_task("done", task, workflow, phase, attempt, "", _digest(task), at) is not None
+
+    def has_done(self, task: Task) -> bool:
+        """True when this very done message was recorded (what `record_done` would refuse): the
+        dispatcher asks before sending anything for a message that may be a redelivery."""
+        return bool(self._rows("SELECT 1 FROM tasks WHERE digest = ? LIMIT 1", (_digest(task),)))
 
     def _insert_task(self, event: str, task: Task, workflow: str, phase: str, attempt: int,
                      topic: str, digest: bytes | None, at: datetime | None) -> int | None:
@@ -356,6 +371,29 @@ class Store:
         rows = self._rows(sql + " ORDER BY workflow, position", params)
         return [PhaseRecord(*r[:8], diagnostics=tuple(json.loads(r[8])), loaded_at=_when(r[9]))
                 for r in rows]
+
+    # --- the scheduler's state ----------------------------------------------------------------
+
+    def last_fire(self, workflow: str, phase: str) -> datetime | None:
+        """The instant through which the cron phase's fire times were handled, if ever set."""
+        rows = self._rows("SELECT last_fire FROM schedule_state WHERE workflow = ? AND phase_id = ?",
+                          (workflow, phase))
+        return _when(rows[0][0]) if rows else None
+
+    def last_fires(self) -> dict[tuple[str, str], datetime]:
+        """Every phase's last handled fire time, by (workflow, phase id)."""
+        rows = self._rows("SELECT workflow, phase_id, last_fire FROM schedule_state")
+        return {(r[0], r[1]): _when(r[2]) for r in rows}
+
+    def set_last_fire(self, workflow: str, phase: str, moment: datetime, *,
+                      at: datetime | None = None) -> None:
+        """Records that the phase's fire times through `moment` (kept to the microsecond) were
+        handled. Kept when the phase leaves the plan, so that it resumes if it comes back."""
+        row = (workflow, phase, _stamp_us(moment), _stamp(at))
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO schedule_state (workflow, phase_id, last_fire, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT (workflow, phase_id) DO UPDATE SET last_fire = excluded.last_fire,"
+            " updated_at = excluded.updated_at", row))
 
     # --- retention --------------------------------------------------------------------------
 

@@ -17,8 +17,21 @@ __all__ = ["SCHEMA_VERSION", "Database", "StoreError"]
 
 log = logging.getLogger("flowlord.store")
 
-SCHEMA_VERSION = 1
-_UPGRADES: dict[int, str] = {}  # version -> SQL that upgrades the version before it to it
+SCHEMA_VERSION = 2
+_UPGRADES: dict[int, str] = {  # version -> SQL that upgrades the version before it to it
+    # 2: the scheduler's memory: per cron phase, the instant through which its fire times were
+    # handled (fired, or skipped by the catch-up policy), so fires missed while down are seen.
+    2: """
+CREATE TABLE schedule_state (
+    workflow    TEXT    NOT NULL,
+    phase_id    TEXT    NOT NULL,
+    last_fire   TEXT    NOT NULL,              -- UTC, microseconds: 2024-01-15T00:00:00.000000Z
+    updated_at  TEXT    NOT NULL,
+    PRIMARY KEY (workflow, phase_id)
+) STRICT;
+PRAGMA user_version = 2;
+""",
+}
 
 T = TypeVar("T")
 
