@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Iterable
 
-from .task import MAX_MESSAGE_BYTES, BadMessage, _decode_utf8, format_time, parse_time
+from .task import MAX_MESSAGE_BYTES, BadMessage, _decode_utf8, format_time, json_kind, parse_time
 
 __all__ = [
     "FILE_REASONS", "BadPattern", "FileEvent", "LocalWatcher",
@@ -294,7 +294,7 @@ def decode_file_message(data: bytes | bytearray | memoryview | str) -> FileEvent
     except (ValueError, RecursionError) as exc:
         raise BadMessage("not-json", str(exc)) from None
     if not isinstance(obj, dict):
-        raise BadMessage("not-object", f"a JSON {_kind(obj)}, not an object")
+        raise BadMessage("not-object", f"a JSON {json_kind(obj)}, not an object")
 
     event_id, name = obj.get("id"), obj.get("name")
     if isinstance(event_id, str) and event_id and isinstance(name, str) and name:
@@ -307,7 +307,7 @@ def decode_file_message(data: bytes | bytearray | memoryview | str) -> FileEvent
 
     path = obj.get("path")
     if path is not None and not isinstance(path, str):
-        raise BadMessage("bad-field", f'field "path" is a JSON {_kind(path)}, not a string')
+        raise BadMessage("bad-field", f'field "path" is a JSON {json_kind(path)}, not a string')
     if not path:
         keys = ", ".join(sorted(obj)[:8]) or "none"
         raise BadMessage(
@@ -349,20 +349,6 @@ def _time(value: object) -> datetime | None:
         return parse_time(value).replace(microsecond=0)
     except ValueError:
         return None
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 # --- the local watcher ----------------------------------------------------------------------

@@ -197,7 +197,7 @@ class Task:
         except (ValueError, RecursionError) as exc:
             raise BadMessage("not-json", str(exc)) from None
         if not isinstance(obj, dict):
-            raise BadMessage("not-object", f"a JSON {_json_kind(obj)}, not an object")
+            raise BadMessage("not-object", f"a JSON {json_kind(obj)}, not an object")
         if not _FIELD_SET.issuperset(obj):
             # Go matches key names case-insensitively, in document order, the last one winning.
             pairs = json.loads(text, object_pairs_hook=list, parse_constant=_reject_constant)
@@ -211,7 +211,7 @@ class Task:
             if value is None:
                 continue  # Go: null leaves the field as it was
             if not isinstance(value, str):
-                raise BadMessage("bad-field", f'field "{key}" is a JSON {_json_kind(value)}, not a string')
+                raise BadMessage("bad-field", f'field "{key}" is a JSON {json_kind(value)}, not a string')
             if "\\u" in text and _SURROGATE.search(value):
                 value = _SURROGATE.sub("\ufffd", value)  # an unpaired \\uD800 escape: Go reads U+FFFD
             values[key] = value
@@ -223,7 +223,8 @@ class Task:
         return replace(self, **changes)
 
 
-def _json_kind(value: object) -> str:
+def json_kind(value: object) -> str:
+    """The JSON type name of a decoded value, for messages about bad input."""
     if value is None:
         return "null"
     if isinstance(value, bool):

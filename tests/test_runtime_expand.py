@@ -8,8 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flowlord.compiler import lint_files
-from flowlord.compiler.ast import CronTrigger, FileTrigger, Phase
+from flowlord.compiler import compile_paths
 from flowlord.compiler.plan import PlanPhase
 from flowlord.runtime.expand import (
     ExpandError,
@@ -25,33 +24,6 @@ NY = ZoneInfo("America/New_York")
 ENV = RenderEnv(hostname="flowlord-7f9c-abcde", new_uuid=lambda: "0a1b2c3d")
 
 
-def plan_phase(phase: Phase, timezone: str = "UTC") -> PlanPhase:
-    """A PlanPhase straight from the AST (what compiler.build_plan records, minus the graph)."""
-    rule = phase.rule
-    cron = next((t.spec for t in rule.triggers if isinstance(t, CronTrigger)), None)
-    files = tuple(t.pattern for t in rule.triggers if isinstance(t, FileTrigger))
-    if cron is not None:
-        trigger = "cron+files" if files else "cron"
-    else:
-        trigger = "files" if files else "child" if phase.depends_on is not None else "none"
-    return PlanPhase(
-        id=phase.name,
-        topic=phase.topic,
-        job=phase.job,
-        trigger=trigger,
-        cron=cron,
-        timezone=cron.timezone if cron is not None and cron.timezone else timezone,
-        files=files,
-        parent=phase.depends_on,
-        template=phase.template,
-        retry=phase.retry,
-        offset=rule.offset.duration if rule.offset is not None else None,
-        batch=rule.batch,
-        require=rule.require,
-        rule=tuple((pair.key, pair.value) for pair in rule.pairs),
-    )
-
-
 @pytest.fixture
 def phases(tmp_path):
     """Compiles TOML text; returns {phase name: PlanPhase}."""
@@ -59,10 +31,10 @@ def phases(tmp_path):
     def compile(text: str, name: str = "f1.toml", timezone: str = "UTC") -> dict[str, PlanPhase]:
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
-        compilation = lint_files([str(path)])
-        assert not compilation.has_errors, [d.message for d in compilation.diagnostics]
-        (workflow,) = compilation.workflows
-        return {phase.name: plan_phase(phase, timezone) for phase in workflow.phases}
+        compilation = compile_paths([str(path)], timezone=timezone)
+        assert compilation.plan is not None, [d.message for d in compilation.diagnostics]
+        (workflow,) = compilation.plan.workflows
+        return {phase.id: phase for phase in workflow.phases}
 
     return compile
 
