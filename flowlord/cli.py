@@ -668,6 +668,15 @@ async def _work(args: argparse.Namespace, bus, url: str, command: list[str]) -> 
     return 0
 
 
+# --- serve -----------------------------------------------------------------------------------
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    from flowlord.serve import add_serve_parser  # argparse only: the service loads on `serve`
+
+    add_serve_parser(commands)
+
+
 # --- simulate --------------------------------------------------------------------------------
 
 
@@ -748,4 +757,4 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_lint, _add_schema, _add_graph, _add_plan, _add_export, _add_worker, _add_simulate)
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_lint, _add_schema, _add_graph, _add_plan, _add_export, _add_worker, _add_simulate, _add_serve)

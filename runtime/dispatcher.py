@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from flowlord.compiler.plan import Plan, PlanPhase, PlanWorkflow
 
-from .expand import ExpandError, TaskSpec, child_tasks, cron_tasks, file_tasks
+from .expand import ExpandError, ParentContext, TaskSpec, child_task_fields, cron_tasks, file_tasks
 from .task import (
     ALERT,
     COMPLETE,
@@ -311,23 +311,27 @@ class Dispatcher:
     def _children(self, effects: Effects, task: Task, parent: Task | dict, workflow: str,
                   phase: PlanPhase, now: datetime) -> None:
         found = self.index.workflows[workflow][1]
+        context = ParentContext(parent)  # the parent's meta and time, read once for every child
+        created = format_time(now)
+        sends, alerts = effects.sends, effects.alerts
         for child_id in phase.children:
             child = found.get(child_id)
             if child is None:  # a plan always names its own phases
                 effects.notes.append(f"{workflow} {phase.id}: child {child_id} not in the plan")
                 continue
             try:
-                specs = child_tasks(child, parent, base_dir=self.base_dir, env=self.env)
+                specs = child_task_fields(child, context, base_dir=self.base_dir, env=self.env)
             except ExpandError as error:
-                effects.alerts.append(self._build_error(
+                alerts.append(self._build_error(
                     workflow, child, now, f"error creating child tasks for {child.topic}: {error}",
                     task_id=task.id))
                 continue
-            created = format_time(now)
-            for spec in specs:
-                started = Task(type=spec.topic, job=spec.job, info=spec.info, created=created,
-                               id=task.id, meta=spec.meta_string)
-                self._send(effects, started, spec, workflow, child.id)
+            for topic, job, info, _meta, meta_string, _time, problems in specs:
+                started = Task(topic, job, info, created, task.id, meta_string)
+                sends.append(SendEffect(topic, started, workflow, child.id, 0))
+                if problems:
+                    alerts.append(AlertEffect(started, workflow, child.id, result="",
+                                              msg="; ".join(problems)))
 
     def _error(self, effects: Effects, task: Task, meta: Meta, attempt: int, workflow: str,
                phase: PlanPhase, now: datetime) -> None:

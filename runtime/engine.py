@@ -15,6 +15,13 @@ applies it:
    time; for a file message, the file record);
 3. only then ack the message.
 
+Group commit: when several done messages are waiting (a subscription offering `take_ready`,
+as the memory and NATS buses do), the consumer takes up to `Settings.done_batch` of them;
+each is decoded, dispatched and published in turn, then ONE transaction records them all and
+only then are they acked. The rules above hold for each message; a commit (a WAL write) is
+shared. Should that transaction fail, each message is recorded again in its own, as
+`process_done` does, so a failure naks only the message it comes from.
+
 So a SIGKILL at any point loses nothing: before step 2 commits, the message is delivered again
 and its tasks sent again (at least once); after it, the retries are in the store and are sent
 after a restart (`start()` re-arms every pending retry, sending the overdue ones at once). A
@@ -28,8 +35,10 @@ fails (disk full, locked) naks the message, to be delivered again later.
 `start()`, `process_done(data)`, `process_file(data)`, `next_due()` and `run_due(until)` are the
 steps the loops are made of.
 
-Listener: `Engine(..., listener=f)` calls `f(EngineEvent)` for every task sent, alert raised
-and input rejected (the simulator's output; a notifier's input).
+Listener: `Engine(..., listener=f)` calls `f(EngineEvent)` for every task sent, alert raised,
+input rejected (the simulator's output; a notifier's input) and done message recorded;
+`add_listener(g)` adds another (the dashboard's metrics). `send(sends, key)` publishes and
+records tasks made outside the dispatcher (a dashboard backload) the way a cron firing's are.
 """
 
 from __future__ import annotations
@@ -83,6 +92,7 @@ class Settings:
     catch_up: str = "latest"  # fires missed while down: latest, all or none
     catch_up_limit: int = 1000  # `all` runs at most this many missed fires per phase
     group: str | None = None  # consumer group of the done and files subscriptions
+    done_batch: int = 64  # done messages already waiting recorded in one transaction (1: each alone)
     new_id: Callable[[], str] | None = None  # task ids (default: uuid4)
     env: RenderEnv | None = None  # {host}, {pod}, {uuid} in templates
     resend_delay: timedelta = field(default_factory=lambda: timedelta(seconds=5))
@@ -94,11 +104,14 @@ class Settings:
             raise ValueError("the done topic cannot be disabled")
         if self.resend_delay <= timedelta(0):
             raise ValueError("resend_delay must be positive")
+        if self.done_batch < 1:
+            raise ValueError("done_batch must be at least 1")
 
 
 @dataclass(frozen=True)
 class EngineEvent:
-    """`sent` (topic, task), `alert` (task, workflow, phase, result, msg) or `rejected`
+    """`sent` (topic, task), `done` (topic, task, workflow, phase, result), `alert` (task,
+    workflow, phase, result, msg) or `rejected`
     (topic, reason, detail, raw), at the clock's instant."""
 
     kind: str
@@ -118,6 +131,10 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _error_text(error: BaseException) -> str:
+    return str(error) if isinstance(error, BusError) else f"{type(error).__name__}: {error}"
+
+
 def _takes_msg_id(bus: Bus) -> bool:
     """Whether `bus.publish` takes the `msg_id` keyword (a bus that deduplicates)."""
     try:
@@ -128,7 +145,27 @@ def _takes_msg_id(bus: Bus) -> bool:
 
 
 class _Redelivered(Exception):
-    """record_done refused the message inside the transaction: roll its effects back."""
+    """A done message of a batch was recorded meanwhile: roll the batch back."""
+
+
+class _Done:
+    """A done message decoded and dispatched (or found bad: `reject`, its reason and detail):
+    what is left is publishing its tasks (`published`: each send with its error, None when
+    sent), recording it, then telling the listeners. `events`: the `sent` events a batch holds
+    back until then, so that they keep their place."""
+
+    __slots__ = ("data", "effects", "events", "extra", "now", "published", "reject", "task")
+
+    def __init__(self, data: bytes, now: datetime, task: Task | None = None,
+                 effects: Effects | None = None, reject: tuple[str, str] | None = None) -> None:
+        self.data = data
+        self.now = now
+        self.task = task
+        self.effects = effects
+        self.reject = reject
+        self.published: list[tuple[SendEffect, str | None]] = []
+        self.events: list[EngineEvent] | None = None
+        self.extra: list[AlertEffect] = []
 
 
 class _Consumer:
@@ -149,6 +186,7 @@ class Engine:
         self.bus = bus
         self.clock = clock or SystemClock()
         self.listener = listener
+        self._listeners: list[Callable[[EngineEvent], None]] = []
         self.index = PlanIndex(plan, settings.timezone)
         self.scheduler = Scheduler(store, catch_up=settings.catch_up, limit=settings.catch_up_limit)
         self.dispatcher = Dispatcher(
@@ -200,7 +238,8 @@ class Engine:
     async def run(self) -> None:
         """Runs the timer and the consumers until `stop()`."""
         self.start()
-        loops = [self._timer_loop(), self._consume(self.settings.done_topic, self.process_done)]
+        loops = [self._timer_loop(), self._consume(self.settings.done_topic, self.process_done,
+                                                   self.process_done_batch)]
         if not disabled(self.settings.files_topic):
             loops.append(self._consume(self.settings.files_topic, self.process_file))
         tasks = [asyncio.create_task(loop) for loop in loops]
@@ -313,6 +352,22 @@ class Engine:
                                 retry.task.id, retry.topic, error, due.isoformat())
         self._retry_due = self.store.next_retry_due()
 
+    def add_listener(self, listener: Callable[[EngineEvent], None]) -> None:
+        """Another listener, called after `listener` with every event."""
+        self._listeners.append(listener)
+
+    async def send(self, sends: Iterable[SendEffect], key: str) -> list[tuple[SendEffect, str | None]]:
+        """Publishes and records tasks made outside the dispatcher (a backload), as a cron
+        firing's: a failed publish becomes a pending resend and an alert. Returns each send
+        with its error text (None: sent)."""
+        effects = Effects(sends=list(sends))
+        now = self.clock.now()
+        published = await self._publish(effects.sends, now, key)
+        with self.store.transaction():
+            extra = self._record(effects, published, now, "", b"")
+        self._after(effects, extra, now, "", b"")
+        return published
+
     # --- messages -------------------------------------------------------------------------
 
     async def process_done(self, data: bytes) -> bool:
@@ -325,52 +380,243 @@ class Engine:
         return await self._guard(self._file(data), "files message", data,
                                  self.settings.files_topic)
 
+    async def process_done_batch(self, batch: list[bytes]) -> list[bool | None]:
+        """`process_done` for several messages, recorded in ONE transaction (group commit):
+        each is decoded and dispatched, their tasks published (all at once on a bus that has
+        `publish_many`, else message by message), then all are recorded, then the listeners
+        hear of each in order, as they would one by one. Per message: True: ack it; False:
+        deliver it again later; None: not begun, `stop()` came first (leave it unsettled:
+        closing the subscription gives it back). A message that raises, or a common
+        transaction that fails, is handled as `process_done` would (the messages before it
+        recorded first; each then in its own transaction)."""
+        what, topic = "done message", self.settings.done_topic
+        results: list[bool | None] = [None] * len(batch)
+        steps: list[tuple[int, _Done]] = []
+        seen: set[Task] = set()  # what has_done cannot see yet: this batch, not yet recorded
+        tasks: list[Task | None] = []
+        for data in batch:
+            try:
+                tasks.append(Task.from_json(data))
+            except Exception:
+                tasks.append(None)  # decoded again in its turn: rejected, or fails there
+        try:  # the redelivery check of the whole batch in one query
+            known = iter(self.store.has_done_many([task for task in tasks if task is not None]))
+        except Exception:
+            known = None  # each asks in its turn (and fails there, alone)
+        for i, data in enumerate(batch):
+            task = tasks[i]
+            done_before = next(known) if known is not None and task is not None else None
+            try:
+                step = self._done_dispatch(data, seen, task, done_before)
+            except Exception as error:
+                await self._done_flush(steps, results)  # keeps the listeners' order
+                steps = []
+                results[i] = self._failed(error, what, data, topic)
+                continue
+            if step is None:
+                results[i] = True
+            else:
+                steps.append((i, step))
+        await self._done_flush(steps, results)
+        return results
+
+    async def _done_flush(self, steps: list[tuple[int, _Done]], results: list[bool | None]) -> None:
+        """Publishes the tasks of dispatched done messages, then records them all."""
+        if not steps:
+            return
+        listening = self.listener is not None or bool(self._listeners)
+        for _, step in steps:
+            step.events = [] if listening else None
+        if getattr(self.bus, "publish_many", None) is not None:
+            await self._publish_steps([step for _, step in steps])
+        else:
+            for k, (i, step) in enumerate(steps):
+                if i and self._stopping:  # stop(): the messages not begun are given back
+                    del steps[k:]
+                    break
+                if step.reject is None:
+                    step.published = await self._publish(step.effects.sends, step.now,
+                                                          "done:" + _digest(step.data), step.events)
+        await self._done_commit_all(steps, results)
+
+    async def _publish_steps(self, steps: list[_Done]) -> None:
+        """The tasks of several done messages, through `bus.publish_many`: all sent at once,
+        and each acknowledged (JetStream), or failed, on its own."""
+        items: list[tuple[str, bytes, str | None]] = []
+        sends: list[tuple[_Done, SendEffect]] = []
+        for step in steps:
+            if step.reject is not None:
+                continue
+            key = "done:" + _digest(step.data)
+            for n, send in enumerate(step.effects.sends):
+                items.append((send.topic, send.task.to_json(), f"{key}:{n}" if self._msg_ids else None))
+                sends.append((step, send))
+        if not items:
+            return
+        try:
+            errors = await self.bus.publish_many(items)
+        except Exception as error:  # the bus refused them all
+            errors = [error] * len(items)
+        for (step, send), error in zip(sends, errors):
+            if error is None:
+                step.published.append((send, None))
+                if step.events is not None:
+                    step.events.append(EngineEvent("sent", step.now, topic=send.topic, task=send.task))
+            else:
+                step.published.append((send, _error_text(error)))
+
+    async def _done_commit_all(self, steps: list[tuple[int, _Done]],
+                               results: list[bool | None]) -> None:
+        if not steps:
+            return
+        try:
+            with self.store.transaction():
+                self._done_record_all([step for _, step in steps])
+        except Exception as error:
+            if isinstance(error, _Redelivered):
+                log.info("a done message of the batch was recorded meanwhile: one by one")
+            else:
+                log.warning("recording %d done messages together failed (%s): one by one",
+                            len(steps), error)
+            for i, step in steps:
+                results[i] = await self._guard(self._done_commit(step), "done message", step.data,
+                                               self.settings.done_topic)
+            return
+        for i, step in steps:
+            self._done_after(step, True)
+            results[i] = True
+
+    def _done_record_all(self, steps: list[_Done]) -> None:
+        """`_done_record` for several messages, inside the caller's transaction: their task
+        rows in one statement, in order. Raises _Redelivered when one of them was recorded
+        meanwhile (roll back, and record each alone)."""
+        rows = []
+        for step in steps:
+            if step.reject is None:
+                now = step.now
+                workflow, phase, attempt = step.effects.record
+                rows.append(("done", step.task, workflow, phase, attempt, "", now))
+                rows.extend([("sent", send.task, send.workflow, send.phase, send.attempt,
+                              send.topic, now) for send, error in step.published if error is None])
+        if self.store.record_tasks(rows) != len(rows):
+            raise _Redelivered
+        topic = self.settings.done_topic
+        for step in steps:
+            if step.reject is not None:
+                reason, detail = step.reject
+                self.store.record_rejected(topic, reason, step.data, detail=detail, at=step.now)
+            else:
+                step.extra = self._record(step.effects, step.published, step.now, topic,
+                                          step.data, sent_recorded=True)
+
     async def _guard(self, work: Awaitable, what: str, data: bytes | None = None,
                      topic: str = "") -> bool:
         try:
             await work
             return True
-        except (sqlite3.Error, StoreError) as error:
+        except Exception as error:
+            return self._failed(error, what, data, topic)
+
+    def _failed(self, error: Exception, what: str, data: bytes | None, topic: str) -> bool:
+        """Handling a message raised `error` (call it from the `except` block): a store
+        failure: False, to have it delivered again; a bug: the message is recorded as an
+        `internal-error` rejection and True, never fatal."""
+        if isinstance(error, (sqlite3.Error, StoreError)):
             log.error("%s: the store failed (%s): to be delivered again", what, error)
             return False
-        except Exception as error:  # a bug: recorded with the message, never fatal
-            log.exception("%s: unexpected error", what)
-            if data is None:
-                return True
-            try:
-                self._reject(topic, "internal-error", data, f"{type(error).__name__}: {error}",
-                             self.clock.now())
-            except Exception:
-                log.exception("%s: recording the rejection failed", what)
-                return False
+        log.error("%s: unexpected error", what, exc_info=error)  # a bug: recorded with the message
+        if data is None:
             return True
+        try:
+            self._reject(topic, "internal-error", data, f"{type(error).__name__}: {error}",
+                         self.clock.now())
+        except Exception:
+            log.exception("%s: recording the rejection failed", what)
+            return False
+        return True
 
     async def _done(self, data: bytes) -> None:
-        topic = self.settings.done_topic
+        step = self._done_dispatch(data)
+        if step is None:
+            return
+        if step.reject is None:
+            step.published = await self._publish(step.effects.sends, step.now,
+                                                 "done:" + _digest(data))
+        await self._done_commit(step)
+
+    def _done_dispatch(self, data: bytes, seen: set[Task] | None = None, task: Task | None = None,
+                       done_before: bool | None = None) -> _Done | None:
+        """Decodes (unless given the `task`), skips a redelivery and dispatches; None: nothing
+        to record (a message seen before: by the store, as `done_before` says when it is known,
+        or in `seen`, the tasks of a batch not yet recorded)."""
         now = self.clock.now()
-        try:
-            task = Task.from_json(data)
-        except BadMessage as bad:
-            self._reject(topic, bad.reason, data, bad.detail, now)
-            return
-        if self.store.has_done(task):
+        if task is None:
+            try:
+                task = Task.from_json(data)
+            except BadMessage as bad:
+                return _Done(data, now, reject=(bad.reason, bad.detail))
+        if seen is not None:
+            count = len(seen)
+            seen.add(task)
+            if len(seen) == count:  # twice in one batch
+                done_before = True
+        if done_before is None:
+            done_before = self.store.has_done(task)
+        if done_before:
             log.info("done message for %s %s seen before (a redelivery): skipped", task.type, task.id)
-            return
+            return None
         effects = self.dispatcher.done(task, now)
         for note in effects.notes:
             log.warning("%s", note)
-        published = await self._publish(effects.sends, now, "done:" + _digest(data))
-        workflow, phase, attempt = effects.record
+        return _Done(data, now, task, effects)
+
+    async def _done_commit(self, step: _Done) -> None:
         try:
             with self.store.transaction():
-                if not self.store.record_done(task, workflow=workflow, phase=phase,
-                                              attempt=attempt, at=now):
-                    raise _Redelivered
-                extra = self._record(effects, published, now, topic, data)
-        except _Redelivered:
+                recorded = self._done_record(step)
+        except BaseException:
+            self._emit_held(step)  # its tasks went out, whatever the store says
+            raise
+        self._done_after(step, recorded)
+
+    def _done_record(self, step: _Done) -> bool:
+        """The store's part of a done message, inside the caller's transaction. False: this
+        very message was recorded meanwhile (a redelivery), and nothing was written."""
+        if step.reject is not None:
+            reason, detail = step.reject
+            self.store.record_rejected(self.settings.done_topic, reason, step.data, detail=detail,
+                                       at=step.now)
+            return True
+        workflow, phase, attempt = step.effects.record
+        if not self.store.record_done(step.task, workflow=workflow, phase=phase, attempt=attempt,
+                                      at=step.now):
+            return False
+        step.extra = self._record(step.effects, step.published, step.now,
+                                  self.settings.done_topic, step.data)
+        return True
+
+    def _done_after(self, step: _Done, recorded: bool) -> None:
+        self._emit_held(step)
+        topic, task, now = self.settings.done_topic, step.task, step.now
+        if step.reject is not None:
+            reason, detail = step.reject
+            log.warning("rejected a %s message: %s: %s", topic, reason, detail)
+            self._emit(EngineEvent("rejected", now, topic=topic, reason=reason, detail=detail,
+                                   raw=step.data))
+            return
+        if not recorded:
             log.info("done message for %s %s recorded meanwhile: skipped", task.type, task.id)
             return
-        self._after(effects, extra, now, topic, data)
+        if self.listener is not None or self._listeners:
+            workflow, phase, _ = step.effects.record
+            self._emit(EngineEvent("done", now, topic=task.type, task=task, workflow=workflow,
+                                   phase=phase, result=task.result))
+        self._after(step.effects, step.extra, now, topic, step.data)
+
+    def _emit_held(self, step: _Done) -> None:
+        events, step.events = step.events, None
+        for event in events or ():
+            self._emit(event)
 
     async def _file(self, data: bytes) -> None:
         from .files import decode_file_message, match
@@ -398,15 +644,32 @@ class Engine:
 
     # --- applying effects -------------------------------------------------------------------
 
-    async def _publish(self, sends: Iterable[SendEffect], now: datetime, key: str
+    async def _publish(self, sends: Iterable[SendEffect], now: datetime, key: str,
+                       events: list[EngineEvent] | None = None
                        ) -> list[tuple[SendEffect, str | None]]:
         """Sends each task, named `<key>:<n>` for a bus that drops a message published twice
         under one id (JetStream): what a redelivered message or a refired cron sends again
-        after a crash is then dropped within the bus's duplicate window."""
-        if not self._msg_ids:
-            return [(send, await self._publish_one(send.topic, send.task, now)) for send in sends]
-        return [(send, await self._publish_one(send.topic, send.task, now, f"{key}:{n}"))
-                for n, send in enumerate(sends)]
+        after a crash is then dropped within the bus's duplicate window. Each `sent` event goes
+        to the listeners, or into `events` when that is a list."""
+        publish, msg_ids = self.bus.publish, self._msg_ids
+        listening = self.listener is not None or bool(self._listeners)
+        out: list[tuple[SendEffect, str | None]] = []
+        for n, send in enumerate(sends):
+            task = send.task
+            try:
+                if msg_ids:
+                    await publish(send.topic, task.to_json(), msg_id=f"{key}:{n}")
+                else:
+                    await publish(send.topic, task.to_json())
+            except Exception as error:  # BusError, or whatever a client raises
+                out.append((send, _error_text(error)))
+                continue
+            out.append((send, None))
+            if events is not None:
+                events.append(EngineEvent("sent", now, topic=send.topic, task=task))
+            elif listening:
+                self._emit(EngineEvent("sent", now, topic=send.topic, task=task))
+        return out
 
     async def _publish_one(self, topic: str, task: Task, now: datetime,
                            msg_id: str | None = None) -> str | None:
@@ -417,20 +680,23 @@ class Engine:
             else:
                 await self.bus.publish(topic, task.to_json())
         except Exception as error:  # BusError, or whatever a client raises
-            return f"{type(error).__name__}: {error}" if not isinstance(error, BusError) else str(error)
-        self._emit(EngineEvent("sent", now, topic=topic, task=task))
+            return _error_text(error)
+        if self.listener is not None or self._listeners:
+            self._emit(EngineEvent("sent", now, topic=topic, task=task))
         return None
 
     def _record(self, effects: Effects, published: list[tuple[SendEffect, str | None]],
-                now: datetime, topic: str, raw: bytes) -> list[AlertEffect]:
-        """The store's part of the effects (inside the caller's transaction). Returns the
-        alerts raised for sends that failed."""
+                now: datetime, topic: str, raw: bytes, *, sent_recorded: bool = False
+                ) -> list[AlertEffect]:
+        """The store's part of the effects (inside the caller's transaction), but the tasks
+        sent when `sent_recorded`. Returns the alerts raised for sends that failed."""
         store = self.store
         extra: list[AlertEffect] = []
+        if not sent_recorded:
+            store.record_tasks([("sent", send.task, send.workflow, send.phase, send.attempt,
+                                 send.topic, now) for send, error in published if error is None])
         for send, error in published:
             if error is None:
-                store.record_sent(send.task, workflow=send.workflow, phase=send.phase,
-                                  attempt=send.attempt, topic=send.topic, at=now)
                 continue
             due = _truncate_ms(now + self.settings.resend_delay)
             store.add_retry(send.task, due, attempt=send.attempt, workflow=send.workflow,
@@ -481,12 +747,13 @@ class Engine:
         self._emit(EngineEvent("rejected", now, topic=topic, reason=reason, detail=detail, raw=raw))
 
     def _emit(self, event: EngineEvent) -> None:
-        if self.listener is None:
-            return
-        try:
-            self.listener(event)
-        except Exception:
-            log.exception("engine listener failed on a %s event", event.kind)
+        for listener in (self.listener, *self._listeners):
+            if listener is None:
+                continue
+            try:
+                listener(event)
+            except Exception:
+                log.exception("engine listener failed on a %s event", event.kind)
 
     def _own_attempts(self, task: Task) -> int:
         """The highest attempt recorded for a task of this id and type (the engine's own
@@ -498,7 +765,9 @@ class Engine:
 
     # --- consumers ----------------------------------------------------------------------------
 
-    async def _consume(self, topic: str, handle: Callable[[bytes], Awaitable[bool]]) -> None:
+    async def _consume(self, topic: str, handle: Callable[[bytes], Awaitable[bool]],
+                       handle_batch: Callable[[list[bytes]], Awaitable[list[bool]]] | None = None
+                       ) -> None:
         backoff = 1.0
         while not self._stopping:
             try:
@@ -510,11 +779,17 @@ class Engine:
                 continue
             consumer = _Consumer(topic, subscription)
             self._consumers.append(consumer)
+            take = getattr(subscription, "take_ready", None) if handle_batch is not None else None
+            more = self.settings.done_batch - 1
             try:
                 async for message in subscription:
                     consumer.busy = True
                     try:
-                        await self._settle(message, handle)
+                        waiting = take(more) if take is not None and more > 0 else None
+                        if waiting:
+                            await self._settle_batch([message, *waiting], handle_batch)
+                        else:
+                            await self._settle(message, handle)
                     finally:
                         consumer.busy = False
                     backoff = 1.0
@@ -543,3 +818,13 @@ class Engine:
             await message.ack()
         else:
             await message.nak(delay=min(30.0, 2.0 ** min(message.attempt, 5)))
+
+    @staticmethod
+    async def _settle_batch(messages: list[Message],
+                            handle_batch: Callable[[list[bytes]], Awaitable[list[bool]]]) -> None:
+        results = await handle_batch([message.data for message in messages])
+        for message, ok in zip(messages, results):
+            if ok:
+                await message.ack()
+            elif ok is not None:  # None: not begun (stopping); closing the subscription returns it
+                await message.nak(delay=min(30.0, 2.0 ** min(message.attempt, 5)))

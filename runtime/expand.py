@@ -32,6 +32,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -348,8 +349,79 @@ def require_met(phase: PlanPhase, meta: Mapping[str, Sequence[str]]) -> bool:
     return all(first.get(key) for key in phase.require.keys)
 
 
-def _override(phase: PlanPhase, key: str) -> str | None:
-    return next((value for k, value in phase.rule if k == key), None)
+@lru_cache(maxsize=4096)
+def _overrides(rule: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """Go's capitalised rule keys `Task=`, `Job=`, `Template=` of a rule (the first of each)."""
+    found: dict[str, str] = {}
+    for key, value in rule:
+        if key in ("Task", "Job", "Template"):
+            found.setdefault(key, value)
+    return found
+
+
+class ParentContext:
+    """What `child_tasks` reads of a parent, worked out once for all its child phases: its meta
+    pairs and the problems of parsing them, as url.Values and as first values, its task time;
+    and, as the children ask, the meta rows of a child without `meta=` rows of its own and the
+    meta of each child job. Pass it to `child_tasks` in place of the parent."""
+
+    __slots__ = ("pairs", "problems", "values", "first", "info", "_time", "_rows", "_metas")
+
+    def __init__(self, parent: Any) -> None:
+        pairs, problems = parent_meta(parent)
+        self.pairs = pairs
+        self.problems = tuple(problems)
+        self.values = values_of(pairs)
+        self.first = first_values(pairs)
+        self.info = _field(parent, "info") or ""
+        self._time: datetime | None = None
+        self._rows: list[dict[str, str]] | str | None = None
+        self._metas: dict[str, tuple[tuple[tuple[str, str], ...], str, tuple[str, ...]]] = {}
+
+    @property
+    def time(self) -> datetime:
+        """Go's TaskTime of the parent (its meta `cron`, else its info)."""
+        if self._time is None:
+            self._time = task_time(self.values, self.info)
+        return self._time
+
+    def rows(self) -> list[dict[str, str]]:
+        """create_meta of the parent's meta alone (raises its ExpandError, each time)."""
+        rows = self._rows
+        if rows is None:
+            try:
+                rows = create_meta(self.values)
+            except ExpandError as error:
+                rows = str(error)
+            self._rows = rows
+        if isinstance(rows, str):
+            raise ExpandError(rows)
+        return rows
+
+    def meta(self, job: str) -> tuple[tuple[tuple[str, str], ...], str, tuple[str, ...]]:
+        """A child's meta: `workflow=<parent workflow>`, `cron=<parent cron>` when the parent
+        had one, `job=<child job>`; as pairs, as the wire string, and its problems along with
+        the parent's."""
+        found = self._metas.get(job)
+        if found is None:
+            first = self.first
+            meta, meta_string, unsafe = _child_meta(first.get("workflow", ""),
+                                                    first.get("cron") or "", job)
+            found = (meta, meta_string, (*self.problems, *unsafe) if self.problems else unsafe)
+            self._metas[job] = found
+        return found
+
+
+@lru_cache(maxsize=4096)
+def _child_meta(workflow: str, cron: str, job: str
+                ) -> tuple[tuple[tuple[str, str], ...], str, tuple[str, ...]]:
+    """A child's meta pairs, wire string and problems (children of one hour share them)."""
+    meta = [("workflow", workflow)]
+    if cron:
+        meta.append(("cron", cron))
+    if job:
+        meta.append(("job", job))
+    return tuple(meta), encode_plain(meta), tuple(unsafe_meta(meta))
 
 
 def child_tasks(
@@ -360,7 +432,8 @@ def child_tasks(
     env: RenderEnv | None = None,
 ) -> list[TaskSpec]:
     """The tasks a finished `parent` starts for the child `phase` (§13.5); [] when `require`
-    is not met by the parent's meta.
+    is not met by the parent's meta. `parent` may be a ParentContext, to share the work on the
+    parent between its child phases.
 
     Time = task_time(parent meta, parent info). The rows come from a copy of the parent's meta
     (each key's values) with the child's `meta=` rows merged in (replacing keys), then the
@@ -369,18 +442,33 @@ def child_tasks(
     one, and `&job=<child job>`, concatenated. Go's capitalised rule keys `Task=`, `Job=` and
     `Template=` override the child's topic, job and template (`Workflow=` changes nothing on the
     wire). Raises ExpandError where Go logs "error creating child tasks" and sends none."""
-    pairs, problems = parent_meta(parent)
-    info = _field(parent, "info") or ""
-    values = values_of(pairs)
-    if not require_met(phase, values):
-        return []
-    t = task_time(values, info)
+    context = parent if isinstance(parent, ParentContext) else ParentContext(parent)
+    return [TaskSpec(topic, job, info, meta, meta_string, t, problems)
+            for topic, job, info, meta, meta_string, t, problems
+            in child_task_fields(phase, context, base_dir=base_dir, env=env)]
 
-    merged = {key: list(items) for key, items in values.items()}  # a copy per child phase
+
+def child_task_fields(
+    phase: PlanPhase,
+    context: ParentContext,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    env: RenderEnv | None = None,
+) -> list[tuple[str, str, str, tuple[tuple[str, str], ...], str, datetime, tuple[str, ...]]]:
+    """`child_tasks` as tuples of the TaskSpec fields, in their order (the dispatcher's hot
+    path, which makes wire tasks of them at once)."""
+    if not require_met(phase, context.values):
+        return []
+    t = context.time
+
     batch = phase.batch
-    if batch is not None and batch.meta is not None:
-        merged.update(_spec_rows(batch.meta))
-    rows: list[MetaSource] = list(create_meta(merged))
+    own = _spec_rows(batch.meta) if batch is not None else {}
+    if own:
+        merged = {key: list(items) for key, items in context.values.items()}  # a copy per child
+        merged.update(own)
+        rows: list[MetaSource] = list(create_meta(merged))
+    else:
+        rows = list(context.rows())
     if batch is not None and batch.meta_file is not None:
         rows.extend(read_meta_file(batch.meta_file, base_dir))
         if not rows:
@@ -389,17 +477,11 @@ def child_tasks(
                 "(Go sends nothing and says nothing)"
             )
 
-    topic = _override(phase, "Task") or phase.topic
-    job = _override(phase, "Job") or phase.job or ""
-    template_text = _override(phase, "Template")
-
-    first = first_values(pairs)
-    meta = [("workflow", first.get("workflow", ""))]
-    if first.get("cron"):
-        meta.append(("cron", first["cron"]))
-    if job:
-        meta.append(("job", job))
-    meta_string = encode_plain(meta)
+    overrides = _overrides(phase.rule)
+    topic = overrides.get("Task") or phase.topic
+    job = overrides.get("Job") or phase.job or ""
+    template_text = overrides.get("Template")
+    meta, meta_string, problems = context.meta(job)
 
     tasks = []
     for row in rows or [None]:
@@ -409,7 +491,12 @@ def child_tasks(
             rendered = _empty_meta_render(phase.template, t, env, "the parent task has no meta")
         else:
             rendered = render(phase.template, t, row, env=env)
-        tasks.append(_task(topic, job, rendered, meta, meta_string, t, problems))
+        if rendered.problems or problems:
+            found = tuple(dict.fromkeys((*problems[:len(context.problems)], *rendered.problems,
+                                         *problems[len(context.problems):])))
+        else:
+            found = ()
+        tasks.append((topic, job, rendered.text, meta, meta_string, t, found))
     return tasks
 
 
@@ -450,5 +537,5 @@ def file_tasks(
 __all__ = [
     "TaskSpec", "ExpandError", "cron_tasks", "child_tasks", "file_tasks", "batch_range",
     "create_meta", "read_meta_file", "json_row", "require_met", "parent_meta", "is_batch",
-    "duration", "go_base",
+    "duration", "go_base", "ParentContext",
 ]  # fmt: skip

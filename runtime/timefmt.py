@@ -49,6 +49,8 @@ def is_zero(t: datetime | None) -> bool:
     """Go's `t.IsZero()`; None counts as zero too."""
     if t is None:
         return True
+    if t.year > 2:  # an offset moves an instant by less than a day: not Go's zero
+        return False
     if t.tzinfo is None:
         return t == ZERO_TIME.replace(tzinfo=None)
     try:
@@ -205,30 +207,68 @@ def meta_get(meta: MetaSource, key: str) -> tuple[str, str | None]:
     return str(value), None
 
 
+@lru_cache(maxsize=1024)
+def _time_table(year: int, month: int, day: int, hour: int, minute: int, second: int
+                ) -> dict[str, str]:
+    """Every time field of a wall clock, by name (`yyyy` … `MONTH_SLUG`; `mm` is the MONTH).
+    Cached: a parent's children and a minute's cron fires share one."""
+    y = str(year)
+    mm, dd, hh, mi = f"{month:02d}", f"{day:02d}", f"{hour:02d}", f"{minute:02d}"
+    hour_slug = f"{y}/{mm}/{dd}/{hh}"
+    return {
+        "yyyy": y, "yy": y[2:], "mm": mm, "dd": dd, "hh": hh, "min": mi,
+        "TS": f"{year:04d}{mm}{dd}T{hh}{mi}{second:02d}",
+        "SLUG": hour_slug, "HOUR_SLUG": hour_slug, "DAY_SLUG": f"{y}/{mm}/{dd}", "MONTH_SLUG": f"{y}/{mm}",
+    }  # fmt: skip
+
+
 def _time_value(name: str, t: datetime) -> str:
-    year = str(t.year)
-    mm, dd, hh = f"{t.month:02d}", f"{t.day:02d}", f"{t.hour:02d}"
-    if name == "yyyy":
-        return year
-    if name == "yy":
-        return year[2:]
-    if name == "mm":  # the MONTH
-        return mm
-    if name == "dd":
-        return dd
-    if name == "hh":
-        return hh
-    if name == "min":
-        return f"{t.minute:02d}"
-    if name == "TS":
-        return f"{t.year:04d}{mm}{dd}T{hh}{t.minute:02d}{t.second:02d}"
-    if name in ("SLUG", "HOUR_SLUG"):
-        return f"{year}/{mm}/{dd}/{hh}"
-    if name == "DAY_SLUG":
-        return f"{year}/{mm}/{dd}"
-    if name == "MONTH_SLUG":
-        return f"{year}/{mm}"
-    raise ValueError(f"unknown time field {name!r}")
+    """A time field of t's wall clock (`{yyyy}` … `{MONTH_SLUG}`)."""
+    value = _time_table(t.year, t.month, t.day, t.hour, t.minute, t.second).get(name)
+    if value is None:
+        raise ValueError(f"unknown time field {name!r}")
+    return value
+
+
+_TEXT, _META, _TIME, _HOST = range(4)
+_TIME_NAMES = frozenset(("yyyy", "yy", "mm", "dd", "hh", "min", "TS", "SLUG", "HOUR_SLUG",
+                         "DAY_SLUG", "MONTH_SLUG"))
+_Steps = tuple[tuple[int, str, str], ...]
+_PROGRAMS: dict[int, tuple[Template, _Steps, tuple[tuple[bool, str], ...] | None]] = {}
+
+
+def _program(template: Template) -> tuple[_Steps, tuple[tuple[bool, str], ...] | None]:
+    """A template's parts as (code, value, written) steps for `render`, made once per Template
+    object (kept with it, so that its id cannot be reused while cached). Parts after the
+    `#` comment other than meta tokens are plain text. Also, for a template of text and time
+    fields only, (is a time field, text or field name) pairs: its text is all the time's."""
+    cached = _PROGRAMS.get(id(template))
+    if cached is not None and cached[0] is template:
+        return cached[1], cached[2]
+    parts = template.parts
+    comment_at = len(parts) if template.comment_at is None else template.comment_at
+    steps = []
+    for index, part in enumerate(parts):
+        if isinstance(part, Text):
+            steps.append((_TEXT, part.value, part.value))
+        elif isinstance(part, MetaRef):
+            steps.append((_META, part.key, ""))
+        elif index >= comment_at:
+            steps.append((_TEXT, part.written, part.written))
+        elif isinstance(part, TimeField):
+            steps.append((_TIME, part.name, part.written))
+        elif isinstance(part, HostField):
+            steps.append((_HOST, part.name, part.written))
+        else:  # pragma: no cover - the AST has no other part
+            raise TypeError(f"unknown template part {part!r}")
+    program = tuple(steps)
+    simple = None
+    if all(code == _TEXT or (code == _TIME and value in _TIME_NAMES) for code, value, _ in steps):
+        simple = tuple((code == _TIME, value) for code, value, _ in steps)
+    if len(_PROGRAMS) >= 4096:  # plans reloaded many times: start again
+        _PROGRAMS.clear()
+    _PROGRAMS[id(template)] = (template, program, simple)
+    return program, simple
 
 
 def render(template: Template, t: datetime, meta: MetaSource | None = None, *,
@@ -243,45 +283,44 @@ def render(template: Template, t: datetime, meta: MetaSource | None = None, *,
       filled (`meta_get`); a missing key renders empty and is reported.
     * Only the first `{uuid}` is replaced (the parser already leaves later ones as text).
     """
-    env = env or default_env()
+    steps, simple = _program(template)
     zero = is_zero(t)
-    comment_at = len(template.parts) if template.comment_at is None else template.comment_at
+    table = None if zero else _time_table(t.year, t.month, t.day, t.hour, t.minute, t.second)
+    if simple is not None and table is not None:  # text and time fields only
+        return Rendered("".join([table[value] if is_time else value for is_time, value in simple]))
+    env = env or default_env()
     out: list[str] = []
     keys: list[str] = []
     problems: list[str] = []
     literal: list[str] = []
     uuid_done = False
-    for index, part in enumerate(template.parts):
-        if isinstance(part, Text):
-            out.append(part.value)
-        elif isinstance(part, MetaRef):
-            if meta is None:
-                out.append(f"{{meta:{part.key}}}")
-                continue
-            value, problem = meta_get(meta, part.key)
-            keys.append(part.key)
+    for code, value, written in steps:
+        if code == _TEXT:
             out.append(value)
+        elif code == _META:
+            if meta is None:
+                out.append(f"{{meta:{value}}}")
+                continue
+            text, problem = meta_get(meta, value)
+            keys.append(value)
+            out.append(text)
             if problem is not None and problem not in problems:
                 problems.append(problem)
-        elif index >= comment_at:
-            out.append(part.written)
         elif zero:
-            out.append(part.written)
-            literal.append(part.written)
-        elif isinstance(part, TimeField):
-            out.append(_time_value(part.name, t))
-        elif isinstance(part, HostField):
-            if part.name == "host":
-                out.append(env.hostname)
-            elif part.name == "pod":
-                out.append(env.pod)
-            elif not uuid_done:
-                uuid_done = True
-                out.append(env.new_uuid())
-            else:
-                out.append(part.written)
-        else:  # pragma: no cover - the AST has no other part
-            raise TypeError(f"unknown template part {part!r}")
+            out.append(written)
+            literal.append(written)
+        elif code == _TIME:
+            text = table.get(value)
+            out.append(text if text is not None else _time_value(value, t))
+        elif value == "host":
+            out.append(env.hostname)
+        elif value == "pod":
+            out.append(env.pod)
+        elif not uuid_done:
+            uuid_done = True
+            out.append(env.new_uuid())
+        else:
+            out.append(written)
     if literal:
         problems.insert(0, "no task time: time tokens left literal: " + ", ".join(dict.fromkeys(literal)))
     return Rendered("".join(out), tuple(keys), tuple(problems))
@@ -410,12 +449,17 @@ def task_time(meta: MetaSource | str | None, info: str) -> datetime:
         cron = first_values(parse_query(meta)[0]).get("cron", "")
     elif meta is not None:
         cron, _ = meta_get(meta, "cron")
-    match = _CRON_RE.fullmatch(cron)
-    if match is not None:
-        found = _from_match(match)
-        if found is not None:
-            return found
+    found = _cron_time(cron) if isinstance(cron, str) else None
+    if found is not None:
+        return found
     return info_time(info)
+
+
+@lru_cache(maxsize=1024)
+def _cron_time(cron: str) -> datetime | None:
+    """A meta `cron` value as TaskTime reads it (`YYYY-MM-DDTHH`, UTC), None when it does not."""
+    match = _CRON_RE.fullmatch(cron)
+    return _from_match(match) if match is not None else None
 
 
 # --- Go net/url ----------------------------------------------------------------------------
@@ -429,6 +473,9 @@ _USERINFO_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567
 def _unescape(text: str, mode: str) -> str | None:
     """Go's `url.unescape` for mode path, fragment, user, host or query (`+` is a space only in
     query); None where Go returns an error."""
+    if ("%" not in text and text.isascii() and mode not in ("host", "zone")
+            and (mode != "query" or "+" not in text)):
+        return text  # nothing to decode (the usual case): the loop below would copy it as is
     data = text.encode("utf-8")
     out = bytearray()
     i = 0
@@ -580,17 +627,22 @@ def query_escape(text: str) -> str:
 
 
 UNSAFE_META_CHARS = "&=+%#;"
+_UNSAFE_META = re.compile("[&=+%#;]")
+_UNSAFE_OTHER = re.compile("[+%#;]")  # the unsafe characters but the separators
 
 
 def _raw_or_escaped(text: str) -> str:
     """Go's raw bytes, unless they would corrupt the meta when re-parsed."""
-    return query_escape(text) if any(ch in text for ch in UNSAFE_META_CHARS) else text
+    return query_escape(text) if _UNSAFE_META.search(text) is not None else text
 
 
 def unsafe_meta(pairs: Pairs) -> list[str]:
     """Problems for the keys and values that Go would have written raw and corrupted (§20.33)."""
     problems = []
+    search = _UNSAFE_META.search
     for key, value in pairs:
+        if search(key) is None and search(value) is None:
+            continue  # the usual case, without building anything
         for what, text in (("key", key), ("value", value)):
             bad = "".join(dict.fromkeys(ch for ch in text if ch in UNSAFE_META_CHARS))
             if bad:
@@ -603,6 +655,12 @@ def unsafe_meta(pairs: Pairs) -> list[str]:
 
 def encode_plain(pairs: Pairs) -> str:
     """Cron and child meta: Go concatenates `key=value` with `&` in the given order, unescaped."""
+    if not isinstance(pairs, (list, tuple)):
+        pairs = list(pairs)
+    text = "&".join([f"{k}={v}" for k, v in pairs])
+    if (text.count("=") == len(pairs) and text.count("&") == max(len(pairs) - 1, 0)
+            and _UNSAFE_OTHER.search(text) is None):
+        return text  # no key or value holds a character to escape (the usual case)
     return "&".join(f"{_raw_or_escaped(k)}={_raw_or_escaped(v)}" for k, v in pairs)
 
 

@@ -175,11 +175,23 @@ class QueueSubscription(Subscription):
                 queue.put(item, front=True)
                 raise StopAsyncIteration
             break
+        return self._deliver(item)
+
+    def _deliver(self, item: _Item) -> QueueMessage:
         item.deliveries += 1
-        queue.unsettled += 1
+        self.queue.unsettled += 1
         message = QueueMessage(self, item)
         self._inflight[message] = None
         return message
+
+    def take_ready(self, limit: int) -> list[QueueMessage]:
+        """Up to `limit` more messages, only those ready now (never waits): a consumer that
+        handles several at once (the engine's group commit) settles each as usual."""
+        taken: list[QueueMessage] = []
+        ready = self.queue.ready
+        while ready and len(taken) < limit and not self._closed:
+            taken.append(self._deliver(ready.popleft()))
+        return taken
 
     async def close(self) -> None:
         if self._closed:
@@ -216,6 +228,7 @@ class MemoryBus:
         self._closed = False
         self.duplicate_window = duplicate_window  # seconds a msg_id is remembered, as JetStream's
         self._msg_ids: dict[str, float] = {}  # msg_id -> when first published, oldest first
+        self._forget_at = 0.0  # when to forget the expired ones next
 
     def _topic(self, topic: str) -> _Topic:
         state = self._topics.get(topic)
@@ -234,17 +247,22 @@ class MemoryBus:
         if self._closed:
             raise BusError("the bus is closed")
         data = bytes(data)
-        state = self._topic(topic)
+        state = self._topics.get(topic) or self._topic(topic)
         if msg_id is not None:
             now = time.monotonic()
             ids = self._msg_ids
-            while ids:
-                oldest, when = next(iter(ids.items()))
+            if now >= self._forget_at:  # forget the ids older than the window, once a second
+                self._forget_at = now + 1.0
+                while ids:
+                    oldest, when = next(iter(ids.items()))
+                    if now - when < self.duplicate_window:
+                        break
+                    del ids[oldest]
+            when = ids.get(msg_id)
+            if when is not None:
                 if now - when < self.duplicate_window:
-                    break
-                del ids[oldest]
-            if msg_id in ids:
-                return
+                    return
+                del ids[msg_id]  # seen long ago: remembered anew, at the end
             ids[msg_id] = now
         state.log.append(data)
         self._history.append((topic, data))

@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
@@ -17,7 +18,7 @@ __all__ = ["SCHEMA_VERSION", "Database", "StoreError"]
 
 log = logging.getLogger("flowlord.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _UPGRADES: dict[int, str] = {  # version -> SQL that upgrades the version before it to it
     # 2: the scheduler's memory: per cron phase, the instant through which its fire times were
     # handled (fired, or skipped by the catch-up policy), so fires missed while down are seen.
@@ -30,6 +31,33 @@ CREATE TABLE schedule_state (
     PRIMARY KEY (workflow, phase_id)
 ) STRICT;
 PRAGMA user_version = 2;
+""",
+    # 3: operations (runtime/notify.py, incomplete.py, backup.py): the notification outbox (a
+    # message per channel, queued in the transaction that marks its alerts sent, then delivered
+    # and retried from here) and a small key-value state (the incomplete check's watermark).
+    3: """
+CREATE TABLE notifications (
+    nid         INTEGER PRIMARY KEY,
+    kind        TEXT    NOT NULL,              -- alert, summary, test
+    channel     TEXT    NOT NULL,              -- slack, webhook
+    text        TEXT    NOT NULL DEFAULT '',
+    body        TEXT    NOT NULL,              -- the JSON posted
+    alert_ids   TEXT    NOT NULL DEFAULT '[]', -- JSON array of the alerts it carries
+    status      TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT    NOT NULL DEFAULT '',   -- the last delivery error
+    created     TEXT    NOT NULL,
+    next_at     TEXT    NOT NULL,              -- when a pending one is (next) tried
+    done_at     TEXT                           -- when it was sent or given up
+) STRICT;
+CREATE INDEX notifications_pending ON notifications (next_at, nid) WHERE status = 'pending';
+CREATE INDEX notifications_by_created ON notifications (created);
+CREATE TABLE ops_state (
+    key         TEXT    PRIMARY KEY,
+    value       TEXT    NOT NULL,
+    updated_at  TEXT    NOT NULL
+) STRICT;
+PRAGMA user_version = 3;
 """,
 }
 
@@ -97,7 +125,15 @@ class Database:
         self._identity: tuple[int, int] | None = None
         self._side_files: dict[str, tuple[int, int]] = {}  # our -wal and -shm, by suffix
         self._closed = False
+        self._commits = 0  # transactions committed, for the checkpointer
+        self._checkpoint_wake = threading.Event()
+        self._checkpoint_thread: threading.Thread | None = None
         self._writer = self._open_writer()
+        if not self._memory:
+            self._checkpoint_thread = threading.Thread(
+                target=_checkpoint_loop, args=(weakref.ref(self), self._checkpoint_wake),
+                name=f"flowlord-checkpoint {self.path}", daemon=True)
+            self._checkpoint_thread.start()
 
     # --- opening ----------------------------------------------------------------------
 
@@ -132,6 +168,9 @@ class Database:
         try:
             if not self._memory:
                 conn.execute("PRAGMA journal_mode=WAL")
+                # Checkpoints (copying the WAL into the database, with its fsyncs) run in the
+                # checkpointer thread, not in the commits of the writer (the event loop's).
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             self._migrate(conn)
         except BaseException:
@@ -202,7 +241,35 @@ class Database:
         with self._write_lock, self._gate.exclusive():
             if not self._closed:
                 self._closed = True
-                self._close_connections()
+                self._close_connections()  # the last one checkpoints and removes the WAL
+        self._checkpoint_wake.set()
+        thread = self._checkpoint_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+
+    # --- the checkpointer ---------------------------------------------------------------
+
+    _CHECKPOINT_CHANGES = 512  # rows written between two checkpoints, at most (about)
+    _CHECKPOINT_EVERY = 1.0  # seconds, when anything was committed
+
+    def _committed(self) -> None:
+        self._commits += 1
+        changes = self._writer.total_changes  # rows written by this connection
+        if changes < self._checkpoint_mark:  # a new connection (the file was replaced)
+            self._checkpoint_mark = 0
+        if changes - self._checkpoint_mark >= self._CHECKPOINT_CHANGES:
+            self._checkpoint_mark = changes
+            self._checkpoint_wake.set()
+
+    _checkpoint_mark = 0
+
+    def _checkpoint(self) -> None:
+        """A PASSIVE checkpoint: waits for no reader nor writer, copies what it can."""
+        try:
+            with self.reading() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except (sqlite3.Error, StoreError) as exc:  # the next one tries again
+            log.debug("checkpoint of %s: %s", self.path, exc)
 
     @property
     def schema_version(self) -> int:
@@ -226,6 +293,8 @@ class Database:
             try:
                 yield
                 conn.execute("COMMIT")
+                if not self._memory:
+                    self._committed()
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -278,6 +347,23 @@ class Database:
     def rows(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self.reading() as conn:
             return conn.execute(sql, tuple(params)).fetchall()
+
+
+def _checkpoint_loop(ref: weakref.ref, wake: threading.Event) -> None:
+    """The checkpointer thread: copies the WAL into the database after every few hundred rows
+    written, and each second something was, so that the WAL stays small and no commit waits
+    for a checkpoint's fsyncs. It holds its Database weakly: it ends with it, or when closed."""
+    done = -1
+    while True:
+        wake.wait(Database._CHECKPOINT_EVERY)
+        wake.clear()
+        database = ref()
+        if database is None or database._closed:
+            return
+        if database._commits != done:
+            done = database._commits
+            database._checkpoint()
+        del database
 
 
 def _file_id(path: str) -> tuple[int, int] | None:

@@ -9,8 +9,8 @@ from typing import Any
 from ..task import Task
 
 __all__ = [
-    "AlertRecord", "FileMessageRecord", "PendingRetry", "PhaseRecord", "PhaseRow",
-    "RejectedRecord", "ResultCount", "TaskRecord",
+    "AlertRecord", "FileMessageRecord", "NotificationRecord", "PendingRetry", "PhaseRecord",
+    "PhaseRow", "RejectedRecord", "ResultCount", "TaskRecord",
 ]
 
 
@@ -51,6 +51,24 @@ class AlertRecord:
     task_time: str
     created: datetime
     sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """A message of the notification outbox (runtime/notify.py) for one channel."""
+
+    id: int
+    kind: str  # alert, summary, test
+    channel: str  # slack, webhook
+    text: str
+    body: str  # the JSON posted
+    alert_ids: tuple[int, ...]
+    status: str  # pending, sent, failed
+    attempts: int
+    error: str  # the last delivery error
+    created: datetime
+    next_at: datetime
+    done_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

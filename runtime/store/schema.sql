@@ -2,6 +2,7 @@
 -- Applied by flowlord.runtime.store (database.py) to a database whose user_version is 0; later versions
 -- add numbered upgrade steps in database._UPGRADES instead of editing this file's tables in place.
 -- Version 2 (database._UPGRADES[2]) adds schedule_state: each cron phase's last handled fire time.
+-- Version 3 (database._UPGRADES[3]) adds notifications (the outbox) and ops_state.
 --
 -- Times written by flowlord (recorded_at, due_at, received_at, loaded_at, sent_at, alert created)
 -- are ISO 8601 UTC text with milliseconds, e.g. 2024-01-15T00:00:00.000Z. Task times
