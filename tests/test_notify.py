@@ -186,6 +186,8 @@ def test_alert_result_sends_an_immediate_message_through_the_engine(tmp_path, se
         done = sent[0].replace(result="alert", msg="disk almost full")
         assert await engine.process_done(done.to_json())
         await until(lambda: len(server.bodies) == 1)
+        # the post is answered before the outbox row is marked: wait for that too
+        await until(lambda: [n.status for n in store.notifications()] == ["sent"])
         body = server.bodies[0]
         assert body["channel"] == "#ops"
         (attachment,) = body["attachments"]

@@ -156,20 +156,22 @@ def test_timeout_kills_the_process_group(tmp_path):
 
 
 def test_command_concurrency_is_bounded(tmp_path):
-    log = tmp_path / "log"
-    script = ('python3 -c "import time; print(\'start\', time.time())" >> "$1"; sleep 0.2; '
-              'python3 -c "import time; print(\'end\', time.time())" >> "$1"')
+    # each task logs to its own file: appends from concurrent tasks to one file can interleave
+    script = ('python3 -c "import time; print(\'start\', time.time())" >> "$1.$FLOWLORD_INFO"; sleep 0.4; '
+              'python3 -c "import time; print(\'end\', time.time())" >> "$1.$FLOWLORD_INFO"')
     script = script.replace("python3", PY)
 
     async def main():
         bus = MemoryBus()
         tasks = [new_task("etl", info=str(i)) for i in range(6)]
-        _, results = await work(bus, ["sh", "-c", script, "sh", str(log)], tasks, concurrency=2)
+        _, results = await work(bus, ["sh", "-c", script, "sh", str(tmp_path / "log")], tasks, concurrency=2)
         assert sorted(r.info for r in results) == [str(i) for i in range(6)]
         assert all(r.result == "complete" for r in results)
 
     run(main())
-    events = sorted((float(t), kind) for kind, t in (line.split() for line in log.read_text().splitlines()))
+    lines = [line for log in tmp_path.glob("log.*") for line in log.read_text().splitlines()]
+    assert len(lines) == 12
+    events = sorted((float(t), kind) for kind, t in (line.split() for line in lines))
     busy = peak = 0
     for _, kind in sorted(events, key=lambda e: (e[0], e[1] == "start")):  # an end before a start at a tie
         busy += 1 if kind == "start" else -1
