@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from contextlib import contextmanager
+from typing import Iterator
 import multiprocessing
 from dataclasses import dataclass, field
 
@@ -45,11 +47,7 @@ def lint_files(paths: list[str], *, jobs: int = 1, keys: dict[str, str] | None =
     the diagnostics come back (`workflows` stays empty): the typed AST costs more to send
     between processes than to build.
     """
-    # The AST is acyclic and kept whole until the end, so the cyclic garbage collector would
-    # only re-scan it again and again (it tripled the time of a 10,000-phase lint).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with _collector_paused():
         if jobs > 1 and len(paths) >= PARALLEL_FROM and "fork" in multiprocessing.get_all_start_methods():
             compilation = _lint_parallel(paths, jobs)
         else:
@@ -64,6 +62,17 @@ def lint_files(paths: list[str], *, jobs: int = 1, keys: dict[str, str] | None =
             if len(sink.diagnostics) > len(compilation.diagnostics):
                 compilation.diagnostics = sink.sorted()
         return compilation
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The AST and the plan are acyclic and kept whole until the end, so the cyclic garbage
+    collector would only re-scan them again and again (it tripled the time of a 10,000-phase
+    lint). Nested pauses resume collection only when the outermost one ends."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
         if collecting:
             gc.enable()
@@ -83,17 +92,12 @@ def compile_paths(paths: list[str], *, timezone: str = "UTC") -> Compilation:
 def compile_files(files: list[tuple[str, str]], *, timezone: str = "UTC") -> Compilation:
     """compile_paths for files already found: (path, workflow key) pairs, in order."""
     keys = dict(files)
-    compilation = lint_files(list(keys), keys=keys)
-    if not compilation.has_errors:
-        from .build_plan import build_plan  # networkx: only when planning
+    with _collector_paused():
+        compilation = lint_files(list(keys), keys=keys)
+        if not compilation.has_errors:
+            from .build_plan import build_plan  # networkx: only when planning
 
-        collecting = gc.isenabled()
-        gc.disable()  # as in lint_files: the plan is acyclic
-        try:
             compilation.plan = build_plan(compilation.workflows, keys, timezone=timezone)
-        finally:
-            if collecting:
-                gc.enable()
     return compilation
 
 
