@@ -303,15 +303,17 @@ class Dispatcher:
             # The children read the meta parsed here (a string only when Go's parser dropped
             # segments, so that child_tasks reports them).
             parent = task if _dropped else {"meta": meta.pairs, "info": task.info, "job": task.job}
-            self._children(effects, task, parent, workflow, phase, now)
+            self._children(effects, task, parent, workflow, phase, now,
+                           None if _dropped else list(meta.pairs))
         else:
             self._error(effects, task, meta, attempt, workflow, phase, now)
         return effects
 
     def _children(self, effects: Effects, task: Task, parent: Task | dict, workflow: str,
-                  phase: PlanPhase, now: datetime) -> None:
+                  phase: PlanPhase, now: datetime,
+                  pairs: list[tuple[str, str]] | None = None) -> None:
         found = self.index.workflows[workflow][1]
-        context = ParentContext(parent)  # the parent's meta and time, read once for every child
+        context = ParentContext(parent, pairs)  # the parent's meta and time, read once for all
         created = format_time(now)
         sends, alerts = effects.sends, effects.alerts
         for child_id in phase.children:

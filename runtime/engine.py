@@ -15,11 +15,14 @@ applies it:
    time; for a file message, the file record);
 3. only then ack the message.
 
-Group commit: when several done messages are waiting (a subscription offering `take_ready`,
-as the memory and NATS buses do), the consumer takes up to `Settings.done_batch` of them;
-each is decoded, dispatched and published in turn, then ONE transaction records them all and
-only then are they acked. The rules above hold for each message; a commit (a WAL write) is
-shared. Should that transaction fail, each message is recorded again in its own, as
+Group commit (`process_done_batch`): when several done messages are waiting (a subscription
+offering `take_ready`, as the memory and NATS buses do), the consumer takes up to
+`Settings.done_batch` of them. They are decoded, checked for redelivery in one query (and
+against each other), dispatched; their tasks are published (all at once on a bus offering
+`publish_many`, NATS, whose acks are then awaited together; else message by message); ONE
+transaction records them all; the listeners hear of each message in order, as they would one
+by one; only then are they acked. The rules above hold for each message; a commit (a WAL
+write) is shared. Should that transaction fail, each message is recorded again in its own, as
 `process_done` does, so a failure naks only the message it comes from.
 
 So a SIGKILL at any point loses nothing: before step 2 commits, the message is delivered again
@@ -92,7 +95,7 @@ class Settings:
     catch_up: str = "latest"  # fires missed while down: latest, all or none
     catch_up_limit: int = 1000  # `all` runs at most this many missed fires per phase
     group: str | None = None  # consumer group of the done and files subscriptions
-    done_batch: int = 64  # done messages already waiting recorded in one transaction (1: each alone)
+    done_batch: int = 256  # done messages already waiting recorded in one transaction (1: each alone)
     new_id: Callable[[], str] | None = None  # task ids (default: uuid4)
     env: RenderEnv | None = None  # {host}, {pod}, {uuid} in templates
     resend_delay: timedelta = field(default_factory=lambda: timedelta(seconds=5))

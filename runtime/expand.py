@@ -367,8 +367,12 @@ class ParentContext:
 
     __slots__ = ("pairs", "problems", "values", "first", "info", "_time", "_rows", "_metas")
 
-    def __init__(self, parent: Any) -> None:
-        pairs, problems = parent_meta(parent)
+    def __init__(self, parent: Any, pairs: list[tuple[str, str]] | None = None) -> None:
+        """`pairs`: the parent's meta already parsed (string keys and values), if it was."""
+        if pairs is None:
+            pairs, problems = parent_meta(parent)
+        else:
+            problems = []
         self.pairs = pairs
         self.problems = tuple(problems)
         self.values = values_of(pairs)

@@ -30,10 +30,11 @@ import heapq
 import itertools
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
+from flowlord.compiler.ast import CronSpec
 from flowlord.compiler.plan import PlanPhase
 
 from .cron import every_delay, fire_times, next_fire
@@ -121,7 +122,7 @@ class Scheduler:
             old.zone = ZoneInfo(phase.timezone)
             base = now if phase.cron.every is not None else now - UTC_MICRO
             old.catch_up, old.resume_after = 0, None
-            old.next = next_fire(phase.cron, base, old.zone)
+            old.next = _next_fire(phase.cron, base, old.zone)
             log.info("%s: schedule changed, next fire %s", old.describe(), _iso(old.next))
         return old
 
@@ -134,12 +135,12 @@ class Scheduler:
             # New: a fire time at `now` is due; @every chains from now.
             entry.last = now if spec.every is not None else now - UTC_MICRO
             self.store.set_last_fire(workflow, phase.id, entry.last, at=now)
-            entry.next = next_fire(spec, entry.last, zone)
+            entry.next = _next_fire(spec, entry.last, zone)
             return entry
         entry.last = mark
         missed, capped, latest = self._missed(entry, mark, now)
         if not missed:
-            entry.next = next_fire(spec, mark, zone)
+            entry.next = _next_fire(spec, mark, zone)
             return entry
         count = f"at least {len(missed)}" if capped else str(len(missed))
         span = f"between {_iso(mark)} and {_iso(now)}"
@@ -148,7 +149,7 @@ class Scheduler:
                         entry.describe(), count, span)
             entry.last = latest
             self.store.set_last_fire(workflow, phase.id, latest, at=now)
-            entry.next = next_fire(spec, latest, zone)
+            entry.next = _next_fire(spec, latest, zone)
         elif self.catch_up == "latest":
             log.warning("catch-up %s: %s fire time(s) missed %s; policy latest: running the one "
                         "at %s once", entry.describe(), count, span, _iso(latest))
@@ -170,7 +171,7 @@ class Scheduler:
         a few, to count them in the log), whether there were more, and the latest one."""
         spec, zone = entry.phase.cron, entry.zone
         end = now - UTC_MICRO
-        first = next_fire(spec, mark, zone)
+        first = _next_fire(spec, mark, zone)
         if first is None or _utc(first) > end:
             return [], False, None
         cap = self.limit if self.catch_up == "all" else _COUNTED
@@ -178,10 +179,10 @@ class Scheduler:
         t: datetime | None = first
         while t is not None and _utc(t) <= end:
             if len(missed) == cap:
-                following = next_fire(spec, missed[-1], zone)
+                following = _next_fire(spec, missed[-1], zone)
                 return missed, True, self._latest(entry, mark, end, missed[-1], following)
             missed.append(t)
-            t = next_fire(spec, t, zone)
+            t = _next_fire(spec, t, zone)
         return missed, False, missed[-1]
 
     @staticmethod
@@ -250,14 +251,37 @@ class Scheduler:
         if entry.catch_up > 0:
             entry.catch_up -= 1
             if entry.catch_up == 0:
-                entry.next = next_fire(entry.phase.cron, entry.resume_after or t, entry.zone)
+                entry.next = _next_fire(entry.phase.cron, entry.resume_after or t, entry.zone)
                 entry.resume_after = None
             else:
-                entry.next = next_fire(entry.phase.cron, t, entry.zone)
+                entry.next = _next_fire(entry.phase.cron, t, entry.zone)
         else:
-            entry.next = next_fire(entry.phase.cron, t, entry.zone)
+            entry.next = _next_fire(entry.phase.cron, t, entry.zone)
         if self.entries.get(entry.key) is entry:
             self._push(entry)
+
+
+_NEXT: dict[tuple, datetime | None] = {}
+
+
+def _next_fire(spec: CronSpec, after: datetime, zone: tzinfo) -> datetime | None:
+    """`cron.next_fire`, remembered: phases that share a schedule (every hour at :00, …) share
+    their fire times, so each is worked out once per instant, not once per phase."""
+    if after.tzinfo is None:
+        return next_fire(spec, after, zone)  # refused there
+    # The instant in UTC: within one zone Python compares wall clocks, and would take the two
+    # instants of a repeated hour for one.
+    key = (spec.text, spec.timezone, zone, after.astimezone(timezone.utc))
+    found = _NEXT.get(key, _MISSING)
+    if found is _MISSING:
+        found = next_fire(spec, after, zone)
+        if len(_NEXT) >= 8192:
+            _NEXT.clear()
+        _NEXT[key] = found
+    return found
+
+
+_MISSING = object()
 
 
 def _utc(moment: datetime) -> datetime:

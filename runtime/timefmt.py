@@ -265,7 +265,7 @@ def _program(template: Template) -> tuple[_Steps, tuple[tuple[bool, str], ...] |
     simple = None
     if all(code == _TEXT or (code == _TIME and value in _TIME_NAMES) for code, value, _ in steps):
         simple = tuple((code == _TIME, value) for code, value, _ in steps)
-    if len(_PROGRAMS) >= 4096:  # plans reloaded many times: start again
+    if len(_PROGRAMS) >= 65536:  # plans reloaded many times: start again
         _PROGRAMS.clear()
     _PROGRAMS[id(template)] = (template, program, simple)
     return program, simple

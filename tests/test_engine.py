@@ -817,3 +817,224 @@ def test_sim_clock_wakes_sleepers_in_time_order():
 ])
 def test_go_print_duration(nanos, text):
     assert go_print_duration(nanos) == text
+
+
+# --- group commit: done messages already waiting are recorded together -------------------------
+
+
+def _describe(events):
+    """Events as comparable tuples (times and ids aside: each rig makes its own)."""
+    return [(e.kind, e.topic, e.task.type if e.task else "", e.task.info if e.task else "",
+             e.workflow, e.phase, e.result, e.reason) for e in events]
+
+
+def _chain_messages(rig_, count: int) -> list[bytes]:
+    """`count` done messages of task1 (complete, error, alert, bad input, a duplicate)."""
+    parent = rig_.sent("task1")[0]
+    out = []
+    for n in range(count):
+        task = parent.replace(id=f"id-{n}", info=f"?date=2024-01-14T{n % 24:02d}")
+        out.append(task.replace(result=("complete", "error", "alert")[n % 3]).to_json())
+    out.insert(3, b"not json")
+    out.insert(7, out[5])  # the same message twice in one batch
+    return out
+
+
+def test_a_batch_gives_what_one_by_one_gives(rig, tmp_path):
+    """Engine.run() takes the waiting messages as one batch; the store rows (in order), the
+    tasks sent and the listener's events are those of process_done called for each."""
+    async def one_by_one():
+        r = rig(db="one.db", no_jitter=True)
+        r.engine.start()
+        await r.advance(T0)
+        start = len(r.events)
+        for data in _chain_messages(r, 20):
+            assert await r.engine.process_done(data)
+        return r, r.events[start:]
+
+    async def batched():
+        r = rig(db="batch.db", no_jitter=True)
+        r.engine.start()
+        await r.advance(T0)
+        start = len(r.events)
+        batches = []
+        real = r.engine.process_done_batch
+
+        async def spy(batch):
+            batches.append(len(batch))
+            return await real(batch)
+
+        r.engine.process_done_batch = spy
+        for data in _chain_messages(r, 20):
+            r.bus.publish_nowait("done", data)
+        runner = asyncio.create_task(r.engine.run())
+        await yield_to_loop(100)
+        r.engine.stop()
+        await asyncio.wait_for(runner, 1)
+        return r, r.events[start:], batches
+
+    a, events_a = run(one_by_one())
+    b, events_b, batches = run(batched())
+    assert batches == [22] and b.bus.pending("done") == 0
+    assert _describe(events_b) == _describe(events_a)
+    rows = lambda r: [(t.event, t.task.type, t.task.info, t.task.result, t.phase, t.attempt)
+                      for t in reversed(r.store.recent_tasks(limit=1000))]
+    assert rows(b) == rows(a)
+    assert [x.task.info for x in b.store.pending_retries()] == \
+        [x.task.info for x in a.store.pending_retries()]
+    assert len(b.store.rejected()) == len(a.store.rejected()) == 1
+
+
+def test_a_batch_whose_transaction_fails_is_recorded_one_by_one(rig):
+    async def main():
+        r = rig()
+        r.engine.start()
+        await r.advance(T0)
+        real = r.store.record_tasks
+        calls = []
+
+        def once_broken(rows):
+            calls.append(len(rows))
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(rows)
+
+        r.store.record_tasks = once_broken
+        parent = r.sent("task1")[0]
+        data = [parent.replace(id=f"id-{n}", result="complete").to_json() for n in range(5)]
+        results = await r.engine.process_done_batch(data)
+        return r, results, calls
+
+    r, results, calls = run(main())
+    assert results == [True] * 5
+    assert calls[0] > 5 and len(calls) == 6  # the batch, then each message's children alone
+    assert len(r.store.recent_tasks(event="done")) == 5
+    assert len(r.sent("task2")) == 5 and len(r.sent("task3")) == 5
+
+
+def test_a_store_that_fails_naks_the_batch(rig):
+    async def main():
+        r = rig()
+        r.engine.start()
+        await r.advance(T0)
+
+        def broken(rows):
+            raise sqlite3.OperationalError("database is locked")
+
+        r.store.record_tasks = broken
+        parent = r.sent("task1")[0]
+        data = [parent.replace(id=f"id-{n}", result="complete").to_json() for n in range(3)]
+        return r, await r.engine.process_done_batch(data)
+
+    r, results = run(main())
+    assert results == [False, False, False]
+    assert r.store.recent_tasks(event="done") == []
+
+
+def test_a_message_recorded_meanwhile_is_skipped_in_a_batch(rig):
+    """has_done said no, yet the done row is there when the batch is recorded (another
+    writer): the batch is recorded one by one, and that message has no effect."""
+    async def main():
+        r = rig()
+        r.engine.start()
+        await r.advance(T0)
+        parent = r.sent("task1")[0]
+        tasks = [parent.replace(id=f"id-{n}", result="complete") for n in range(3)]
+        r.store.record_done(tasks[1], workflow="wf.toml", phase="task1:t2", at=T0)
+        r.store.has_done_many = lambda given: [False] * len(list(given))
+        results = await r.engine.process_done_batch([t.to_json() for t in tasks])
+        return r, results
+
+    r, results = run(main())
+    assert results == [True, True, True]
+    assert len(r.store.recent_tasks(event="done")) == 3
+    assert len(r.store.recent_tasks(event="sent", type="task2")) == 2  # not the one seen
+
+
+def test_store_batch_calls(tmp_path):
+    with Store.open(tmp_path / "s.db") as store:
+        a, b = Task(type="t", id="a", result="complete"), Task(type="t", id="b", result="complete")
+        assert store.has_done_many([a, b]) == [False, False]
+        rows = [("done", a, "w", "t", 0, "", T0), ("sent", Task(type="c", id="a"), "w", "c", 0, "c", T0)]
+        assert store.record_tasks(rows) == 2
+        assert store.has_done_many([a, b, a]) == [True, False, True]
+        assert store.record_tasks(rows[:1]) == 0  # recorded before
+        assert store.record_tasks([]) == 0
+        (sent,) = store.recent_tasks(event="sent")
+        assert (sent.task.type, sent.topic, sent.workflow, sent.recorded_at) == ("c", "c", "w", T0)
+
+
+def test_the_checkpointer_copies_the_wal_into_the_database(tmp_path):
+    """Commits do not checkpoint (the checkpointer thread does, off the event loop), and the
+    WAL is still copied into the database file."""
+    import time
+
+    path = tmp_path / "c.db"
+    with Store.open(path) as store:
+        size = path.stat().st_size
+        for n in range(40):
+            with store.transaction():
+                store.record_tasks([("sent", Task(type="t", id=f"{n}-{i}", info="x" * 200), "", "",
+                                     0, "t", T0) for i in range(50)])
+        deadline = time.monotonic() + 5
+        while path.stat().st_size == size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert path.stat().st_size > size
+        thread = store._db._checkpoint_thread
+    assert not thread.is_alive()  # closing the store ends it
+    assert not (tmp_path / "c.db-wal").exists()
+
+
+def test_the_engine_on_nats_takes_messages_in_batches(tmp_path):
+    """NATS JetStream: a backlog of done messages is taken in batches (take_ready), the
+    children of a batch published together (publish_many), every message acked once."""
+    from flowlord.runtime.bus.embedded import EmbeddedNats, NatsServerNotFound, find_nats_server
+    from flowlord.runtime.bus.nats import NatsBus
+
+    try:
+        find_nats_server()
+    except NatsServerNotFound:
+        pytest.skip("no nats-server binary")
+    plan = compile_plan(tmp_path, CHAIN)
+
+    async def main():
+        async with EmbeddedNats(tmp_path / "nats") as server:
+            bus = NatsBus(server.url, prefix="eng.")
+            store = Store.open(tmp_path / "n.db")
+            engine = Engine(plan, store, bus, SystemClock(), Settings(files_topic="-"))
+            sizes = []
+            real = engine.process_done_batch
+
+            async def spy(batch):
+                sizes.append(len(batch))
+                return await real(batch)
+
+            engine.process_done_batch = spy
+            parent = Task(type="task1", job="t2", info="?date=2024-01-14T20", created="2024-01-15T00:00:00Z",
+                          meta="workflow=wf.toml&cron=2024-01-14T20&job=t2")
+            await bus.connect()
+            for n in range(300):
+                await bus.publish("done", parent.replace(id=f"id-{n}", result="complete").to_json())
+            children = bus.subscribe("task2", group="check")
+            runner = asyncio.create_task(engine.run())
+            got = []
+            async for message in children:
+                got.append(Task.from_json(message.data).id)
+                await message.ack()
+                if len(got) == 300:
+                    break
+            for _ in range(100):
+                if await bus.pending("done") == 0:
+                    break
+                await asyncio.sleep(0.05)
+            pending = await bus.pending("done")
+            engine.stop()
+            await asyncio.wait_for(runner, 5)
+            await bus.close()
+            done = len(store.recent_tasks(event="done", limit=1000))
+            store.close()
+            return sizes, got, pending, done
+
+    sizes, got, pending, done = run(main())
+    assert sorted(got) == sorted(f"id-{n}" for n in range(300))
+    assert pending == 0 and done == 300 and sum(sizes) <= 300 and max(sizes) > 1

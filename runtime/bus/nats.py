@@ -21,7 +21,10 @@ Consumers
     and redelivers what is not acked within `ack_wait`. `max_ack_pending` bounds the messages
     delivered and not yet settled across every subscriber of the consumer (back-pressure: the
     server stops delivering at the bound); each subscription also asks for at most `batch`
-    messages at a time, so it buffers no more than that. `Message.attempt` is the server's count
+    messages at a time, so it buffers no more than that. A consumer that takes several messages
+    at once (`take_ready(n)`: those already received, without waiting; the engine's group
+    commit) has the subscription ask for up to n + 1 at a time instead, as soon as it took some,
+    so that the next ones arrive while it handles these. `Message.attempt` is the server's count
     of deliveries (`num_delivered`). Messages a subscription holds unsettled when it closes,
     including those it had fetched but not yet handed out, are nak'd so they come back at once;
     those then count one more delivery.
@@ -33,7 +36,10 @@ Connections
     JetStream does not answer it waits and sends again (up to `publish_timeout` seconds, forever
     by default, until the bus is closed), with the same `Nats-Msg-Id` each time, so the server
     stores the message once. Give `msg_id` (a task id and attempt, say) to have the server drop a
-    message published twice within the duplicate window across calls too.
+    message published twice within the duplicate window across calls too. `publish_many` sends
+    several messages at once and awaits their acks together (a reply subject of the bus's own,
+    one round trip for all); one not acknowledged within `request_timeout` goes again alone,
+    through `publish`.
 
 URL
     `nats://host:4222`, several comma-separated for a cluster (`nats://a:4222,nats://b:4222` or
@@ -148,13 +154,27 @@ class NatsMessage(Message):
     """One JetStream delivery. `ack`, `nak` and `in_progress` reach the server without waiting
     for it: a lost ack only means one more delivery (at least once)."""
 
-    __slots__ = ("_msg", "_owner", "_settled")
+    __slots__ = ("_attempt", "_msg", "_owner", "_settled")
 
-    def __init__(self, owner: NatsSubscription, msg: Any, attempt: int) -> None:
-        super().__init__(owner.topic, msg.data, attempt)
+    def __init__(self, owner: NatsSubscription, msg: Any, attempt: int | None = None) -> None:
         self._msg = msg
+        super().__init__(owner.topic, msg.data, attempt)
         self._owner = owner
         self._settled = False
+
+    @property
+    def attempt(self) -> int:
+        """The server's count of deliveries (`num_delivered`), read when first asked."""
+        if self._attempt is None:
+            try:
+                self._attempt = self._msg.metadata.num_delivered
+            except Exception:  # not a JetStream delivery: count it as a first one
+                self._attempt = 1
+        return self._attempt
+
+    @attempt.setter
+    def attempt(self, value: int | None) -> None:
+        self._attempt = value
 
     @property
     def headers(self) -> dict[str, str]:
@@ -230,6 +250,8 @@ class NatsSubscription(Subscription):
         self._inbox: str | None = None
         self._nsub = None
         self._setup_lock = asyncio.Lock()
+        self._pulling: asyncio.Future | None = None  # a pull request sent from take_ready
+        self._batch = bus.batch  # messages asked for at a time (see take_ready)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -257,13 +279,36 @@ class NatsSubscription(Subscription):
                 await asyncio.wait_for(self._wake.wait(), bus.heartbeat)
             except TimeoutError:
                 pass
-        try:
-            attempt = msg.metadata.num_delivered
-        except Exception:  # not a JetStream delivery: count it as a first one
-            attempt = 1
-        message = NatsMessage(self, msg, attempt)
+        return self._deliver(msg)
+
+    def _deliver(self, msg) -> NatsMessage:
+        message = NatsMessage(self, msg)  # its attempt is read from the metadata when asked
         self._inflight[message] = None
         return message
+
+    def take_ready(self, limit: int) -> list[NatsMessage]:
+        """Up to `limit` more messages, only those already received (never waits): a consumer
+        that handles several at once (the engine's group commit) settles each as usual. Such
+        a consumer is then asked for up to `limit + 1` messages at a time (at most
+        `max_ack_pending`), not `batch`."""
+        self._batch = max(self._batch, min(limit + 1, self.bus.max_ack_pending))
+        buffer = self._buffer
+        taken: list[NatsMessage] = []
+        while buffer and len(taken) < limit and not self._closed:
+            taken.append(self._deliver(buffer.popleft()))
+        pull = self._pull
+        if taken and (pull is None or pull.remaining <= 0) and self._pulling is None:
+            # Ask for the next ones now, so that they come while these are handled.
+            self._pulling = asyncio.ensure_future(self._pull_now())
+        return taken
+
+    async def _pull_now(self) -> None:
+        try:
+            await self._maybe_pull()
+        except Exception as error:  # __anext__ asks again
+            log.debug("pull request for %s: %r", self.consumer, error)
+        finally:
+            self._pulling = None
 
     async def _setup(self) -> None:
         async with self._setup_lock:
@@ -309,8 +354,9 @@ class NatsSubscription(Subscription):
             self._pull = None  # ended, or lost with the connection
         if self._closed or nc is None or not nc.is_connected or now < self._retry_at:
             return
-        want = bus.batch - len(self._buffer)
-        if want < max(1, bus.batch // 2):
+        batch = self._batch
+        want = batch - len(self._buffer)
+        if want < max(1, batch // 2):
             return
         if not self._consumer_ok:
             try:
@@ -465,6 +511,10 @@ class NatsBus:
         self._subscriptions: set[NatsSubscription] = set()
         self._woken: set[asyncio.Event] = set()
         self._nuid = NUID()
+        self._subjects: dict[str, str] = {}  # topic -> subject, for the topics in use
+        self._acks: dict[str, asyncio.Future] = {}  # publish_many's messages waiting for their ack
+        self._acks_prefix: str | None = None
+        self._ack_count = 0
         self._closed = False
 
     @classmethod
@@ -489,7 +539,12 @@ class NatsBus:
 
     def subject(self, topic: str) -> str:
         """The subject that carries `topic`."""
-        return self.prefix + subject_token(topic)
+        subject = self._subjects.get(topic) if isinstance(topic, str) else None
+        if subject is None:
+            subject = self.prefix + subject_token(topic)
+            if len(self._subjects) < 4096:
+                self._subjects[topic] = subject
+        return subject
 
     def topic(self, subject: str) -> str:
         """The topic a subject of this bus carries."""
@@ -708,6 +763,91 @@ class NatsBus:
             log.debug("publish to %s: %r; retrying", subject, error)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def publish_many(self, items: Sequence[tuple[str, bytes, str | None]]
+                           ) -> list[BaseException | None]:
+        """Stores several messages, each (topic, data, msg_id), sent at once and their
+        JetStream acks awaited together (one round trip, not one each). Returns, in order, None
+        for each stored and the error of each that could not be: one not acknowledged within
+        `request_timeout` is published again alone, as `publish` does (with its retries and
+        the same `Nats-Msg-Id`, so that the server stores it once)."""
+        if self._closed:
+            raise BusError("the bus is closed")
+        await self._ready()
+        results: list[BaseException | None] = [None] * len(items)
+        headers = [{"Nats-Msg-Id": str(msg_id) if msg_id is not None else self._nuid.next().decode()}
+                   for _, _, msg_id in items]
+        futures: list[asyncio.Future | None] = [None] * len(items)
+        tokens: list[str] = []
+        nc = self._nc
+        if nc.is_connected and self._stream_ok:
+            try:
+                prefix = await self._ack_inbox()
+                loop = asyncio.get_running_loop()
+                acks = self._acks
+                for i, (topic, data, _) in enumerate(items):
+                    self._ack_count += 1
+                    token = str(self._ack_count)
+                    futures[i] = acks[token] = loop.create_future()
+                    tokens.append(token)
+                    await nc.publish(self.subject(topic), bytes(data), reply=prefix + token,
+                                     headers=headers[i])
+            except (nats.errors.Error, OSError) as error:  # the rest go one by one
+                log.debug("publishing %d messages at once: %r", len(items), error)
+            waiting = [f for f in futures if f is not None]
+            if waiting:
+                await asyncio.wait(waiting, timeout=self.request_timeout)
+            for token in tokens:  # those not answered in time are not waited for any more
+                self._acks.pop(token, None)
+        again = []
+        for i, future in enumerate(futures):
+            if future is not None and future.done() and not future.cancelled():
+                error = future.exception()
+                if error is None:
+                    continue
+                if isinstance(error, nats.js.errors.APIError) and error.code is not None \
+                        and error.code < 500 and error.code != 408:
+                    results[i] = BusError(f"publish to {items[i][0]!r} refused: {error}")
+                    continue
+            elif future is not None:
+                future.cancel()
+            again.append(i)
+        for i in again:  # not acknowledged: the careful way, one at a time
+            topic, data, _ = items[i]
+            try:
+                await self.publish(topic, data, msg_id=headers[i]["Nats-Msg-Id"])
+            except Exception as error:  # BusError, or whatever the client raises
+                results[i] = error
+        return results
+
+    async def _ack_inbox(self) -> str:
+        """The prefix of the reply subjects of `publish_many`'s messages, where JetStream acks
+        them (one subscription for the bus; the client renews it when it reconnects)."""
+        if self._acks_prefix is None:
+            prefix = self._nc.new_inbox() + "."
+            await self._nc.subscribe(prefix + "*", cb=self._on_ack)
+            self._acks_prefix = prefix
+        return self._acks_prefix
+
+    async def _on_ack(self, msg) -> None:
+        """A JetStream publish ack (or its error) for `publish_many`."""
+        future = self._acks.pop(msg.subject[len(self._acks_prefix):], None)
+        if future is None or future.done():
+            return
+        headers = msg.headers
+        if headers and headers.get("Status") == "503":  # no responders: no stream (yet)
+            future.set_exception(nats.js.errors.NoStreamResponseError())
+        elif b'"error"' in msg.data:
+            error: BaseException
+            try:
+                nats.js.errors.APIError.from_error(json.loads(msg.data)["error"])  # raises it
+            except Exception as raised:
+                error = raised
+            else:
+                error = nats.js.errors.APIError()
+            future.set_exception(error)
+        else:
+            future.set_result(None)
 
     async def _wait_connected(self, deadline: float | None, topic: str) -> None:
         loop = asyncio.get_running_loop()
