@@ -327,40 +327,51 @@ def _add_plan(commands: argparse._SubParsersAction) -> None:
     plan.set_defaults(run=_plan, parser=plan)
 
 
-def _plan(args: argparse.Namespace) -> int:
+def compile_for(command: str, paths: Sequence[str], timezone: str, *, color: bool = True,
+                empty_ok: bool = False):
+    """The plan that `plan`, `simulate` and `serve` run from, or None: the workflow files
+    compiled, their diagnostics printed on stderr as `flowlord lint` prints them. A missing
+    file or an unknown --timezone is a UserError; so are no files at all, unless `empty_ok`
+    (then an empty plan, with a notice)."""
     from flowlord.compiler import compile_files, report
     from flowlord.compiler.build_plan import PlanError, check_timezone
 
     try:
-        check_timezone(args.timezone)
+        check_timezone(timezone)
     except ValueError as error:
         raise UserError(f"--timezone: {error}") from None
-    at = _instant(args.at, args.timezone) if args.at is not None else None
-    if args.next is not None and args.next < 1:
-        raise UserError(f"--next: {args.next} is not a positive number of fire times")
-    entries = workflow_entries(args.paths)
+    entries = workflow_entries(paths)
+    if not entries and not empty_ok:
+        raise UserError(f"no *.toml files in {', '.join(paths)}")
     if not entries:
-        print(f"flowlord plan: no *.toml files in {', '.join(args.paths)}", file=sys.stderr)
+        print(f"flowlord {command}: no *.toml files in {', '.join(paths)}", file=sys.stderr)
     try:
-        compilation = compile_files(entries, timezone=args.timezone)
+        compilation = compile_files(entries, timezone=timezone)
     except OSError as error:
         raise UserError(_os_problem(error.filename, error)) from None
     except PlanError as error:
-        print(f"flowlord plan: {error}", file=sys.stderr)
-        return 1
+        print(f"flowlord {command}: {error}", file=sys.stderr)
+        return None
     if compilation.diagnostics:  # warnings only, or errors and no plan
-        color = not args.no_color and not os.environ.get("NO_COLOR") and sys.stderr.isatty()
-        text = report.render("text", compilation.diagnostics, compilation.sources, color=color)
-        sys.stderr.write(text)
-    if compilation.plan is None:
+        color = color and not os.environ.get("NO_COLOR") and sys.stderr.isatty()
+        sys.stderr.write(report.render("text", compilation.diagnostics, compilation.sources, color=color))
+    return compilation.plan
+
+
+def _plan(args: argparse.Namespace) -> int:
+    at = _instant(args.at, args.timezone) if args.at is not None else None
+    if args.next is not None and args.next < 1:
+        raise UserError(f"--next: {args.next} is not a positive number of fire times")
+    plan = compile_for("plan", args.paths, args.timezone, color=not args.no_color, empty_ok=True)
+    if plan is None:
         return 1
-    output = compilation.plan.model_dump(mode="json")
+    output = plan.model_dump(mode="json")
     if at is not None:
-        output["at"] = _tasks_at(compilation.plan, at)
+        output["at"] = _tasks_at(plan, at)
     if args.next is not None:
         from datetime import datetime, timezone
 
-        output["next"] = _next_fires(compilation.plan, at or datetime.now(timezone.utc), args.next)
+        output["next"] = _next_fires(plan, at or datetime.now(timezone.utc), args.next)
     sys.stdout.write(json_text(output) + "\n")
     return 0
 
@@ -708,16 +719,6 @@ def _add_simulate(commands: argparse._SubParsersAction) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from flowlord.compiler import compile_files, report
-    from flowlord.compiler.build_plan import PlanError, check_timezone
-
-    try:
-        check_timezone(args.timezone)
-    except ValueError as error:
-        raise UserError(f"--timezone: {error}") from None
-    entries = workflow_entries(args.paths)
-    if not entries:
-        raise UserError(f"no *.toml files in {', '.join(args.paths)}")
     if args.events in (None, "-"):
         lines = sys.stdin.read().splitlines()
     else:
@@ -726,17 +727,8 @@ def _simulate(args: argparse.Namespace) -> int:
                 lines = handle.read().splitlines()
         except OSError as error:
             raise UserError(_os_problem(args.events, error)) from None
-    try:
-        compilation = compile_files(entries, timezone=args.timezone)
-    except OSError as error:
-        raise UserError(_os_problem(error.filename, error)) from None
-    except PlanError as error:
-        print(f"flowlord simulate: {error}", file=sys.stderr)
-        return 1
-    if compilation.diagnostics:
-        color = not args.no_color and not os.environ.get("NO_COLOR") and sys.stderr.isatty()
-        sys.stderr.write(report.render("text", compilation.diagnostics, compilation.sources, color=color))
-    if compilation.plan is None:
+    plan = compile_for("simulate", args.paths, args.timezone, color=not args.no_color)
+    if plan is None:
         return 1
 
     import logging
@@ -752,7 +744,7 @@ def _simulate(args: argparse.Namespace) -> int:
     def write(line: str) -> None:
         sys.stdout.write(line + "\n")
 
-    simulate(compilation.plan, lines, seed=args.seed, no_jitter=args.no_jitter, write=write)
+    simulate(plan, lines, seed=args.seed, no_jitter=args.no_jitter, write=write)
     sys.stdout.flush()
     return 0
 

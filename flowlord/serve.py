@@ -112,31 +112,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _compile(settings):
     """The plan, or the exit status when there is none."""
-    from flowlord.cli import UserError, workflow_entries
-    from flowlord.compiler import compile_files, report
-    from flowlord.compiler.build_plan import PlanError
+    from flowlord.cli import compile_for
 
-    entries = workflow_entries([settings.workflow])
-    if not entries:
-        raise UserError(f"no *.toml files in {settings.workflow}")
-    try:
-        compilation = compile_files(entries, timezone=settings.timezone)
-    except OSError as error:
-        from flowlord.cli import _os_problem
-
-        raise UserError(_os_problem(error.filename, error)) from None
-    except PlanError as error:
-        print(f"flowlord serve: {error}", file=sys.stderr)
+    plan = compile_for("serve", [settings.workflow], settings.timezone)
+    if plan is None:
+        print("flowlord serve: not starting: the workflows have errors", file=sys.stderr)
         return 1
-    if compilation.diagnostics:  # as `flowlord lint` prints them
-        color = not os.environ.get("NO_COLOR") and sys.stderr.isatty()
-        sys.stderr.write(report.render("text", compilation.diagnostics, compilation.sources, color=color))
-    if compilation.plan is None or compilation.has_errors:
-        errors = sum(d.severity == "error" for d in compilation.diagnostics)
-        print(f"flowlord serve: not starting: the workflows have {errors} error{'s' if errors != 1 else ''}",
-              file=sys.stderr)
-        return 1
-    return compilation.plan
+    return plan
 
 
 # --- logging -------------------------------------------------------------------------------------
