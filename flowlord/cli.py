@@ -192,19 +192,24 @@ def _add_schema(commands: argparse._SubParsersAction) -> None:
     schema.set_defaults(run=_schema, parser=schema)
 
 
+def _write_output(text: str, path: str | None) -> int:
+    """`text` to stdout, or to the file given with -o."""
+    if path is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+    except OSError as error:
+        raise UserError(_os_problem(path, error)) from None
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from flowlord.compiler.schema import workflow_schema_json
 
     text = workflow_schema_json()
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-    except OSError as error:
-        raise UserError(_os_problem(args.output, error)) from None
-    return 0
+    return _write_output(text, args.output)
 
 
 # --- graph -----------------------------------------------------------------------------------
@@ -503,15 +508,7 @@ def _export(args: argparse.Namespace) -> int:
     if compilation.has_errors or not compilation.workflows:
         return 1
     text = export_toml(compilation.workflows[0], compilation.sources)
-    if args.output is None:
-        sys.stdout.write(text)
-        return 0
-    try:
-        with open(args.output, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-    except OSError as error:
-        raise UserError(_os_problem(args.output, error)) from None
-    return 0
+    return _write_output(text, args.output)
 
 
 # --- worker ----------------------------------------------------------------------------------
