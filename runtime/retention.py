@@ -66,27 +66,7 @@ def purge_sync(store: Store, retention: timedelta = DEFAULT_RETENTION, *,
                now: datetime | None = None, batch_size: int = DEFAULT_BATCH,
                pause: float = DEFAULT_PAUSE) -> dict[str, int]:
     """`purge` without an event loop (a command, a test)."""
-    now = now or datetime.now(timezone.utc)
-    total: dict[str, int] = {"tasks": 0, "alerts": 0, "file_messages": 0, "rejected": 0,
-                             "notifications": 0}
-    batches = 0
-    started = time.monotonic()
-    while True:
-        deleted = store.cleanup(retention, now=now, batch_size=batch_size)
-        batches += 1
-        _add(total, deleted)
-        if sum(deleted.values()) < batch_size:
-            break
-        time.sleep(pause)
-    while True:
-        count = store.cleanup_notifications(retention, now=now, batch_size=batch_size)
-        batches += 1
-        total["notifications"] += count
-        if count < batch_size:
-            break
-        time.sleep(pause)
-    _log(total, batches, time.monotonic() - started, retention)
-    return {**total, "batches": batches}
+    return asyncio.run(purge(store, retention, now=now, batch_size=batch_size, pause=pause))
 
 
 def _log(total: dict[str, int], batches: int, seconds: float, retention: timedelta) -> None:
