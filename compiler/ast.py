@@ -5,11 +5,31 @@ Every node a user could be blamed for carries a `span` into its workflow file.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import core_schema
 
 from .source import Span
+
+
+class _TupleAsBuilt:
+    """Takes a tuple as it is and validates anything else (a list, JSON) element by element.
+
+    The parsers assemble the AST from nodes they have just built, so checking every element of
+    every tuple again cost a fifth of a lint; a plan read from JSON is still checked in full.
+    """
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        checked = handler(source)
+        as_built = core_schema.union_schema(
+            [core_schema.is_instance_schema(tuple), checked], mode="left_to_right"
+        )
+        return core_schema.json_or_python_schema(json_schema=checked, python_schema=as_built)
+
+
+Item = TypeVar("Item")
+Tuple = Annotated[tuple[Item, ...], _TupleAsBuilt()]
 
 
 class Node(BaseModel):
@@ -40,7 +60,7 @@ CronFieldName = Literal["second", "minute", "hour", "day_of_month", "month", "da
 class CronField(Node):
     name: CronFieldName
     text: str
-    values: tuple[int, ...]
+    values: Tuple[int]
     # robfig's star bit: the field was `*` or `?` with step 1; it decides the dom/dow AND/OR rule.
     star: bool
 
@@ -50,7 +70,7 @@ class CronSpec(Node):
     timezone: str | None = None
     descriptor: str | None = None  # "@daily", "@every", … as written
     every: Duration | None = None  # only for @every
-    fields: tuple[CronField, ...] = ()  # six fields, seconds first; empty for @every
+    fields: Tuple[CronField] = ()  # six fields, seconds first; empty for @every
 
 
 # --- rule parts ------------------------------------------------------------------------------
@@ -84,11 +104,11 @@ class Offset(Node):
 
 class MetaRow(Node):
     key: str
-    values: tuple[str, ...]
+    values: Tuple[str]
 
 
 class MetaSpec(Node):
-    rows: tuple[MetaRow, ...]
+    rows: Tuple[MetaRow]
 
 
 class MetaFile(Node):
@@ -107,7 +127,7 @@ class Batch(Node):
 
 class Require(Node):
     text: str
-    keys: tuple[str, ...]
+    keys: Tuple[str]
 
 
 class RetryPolicy(Node):
@@ -118,8 +138,8 @@ class RetryPolicy(Node):
 
 class Rule(Node):
     text: str
-    pairs: tuple[RulePair, ...] = ()
-    triggers: tuple[Trigger, ...] = ()
+    pairs: Tuple[RulePair] = ()
+    triggers: Tuple[Trigger] = ()
     offset: Offset | None = None
     batch: Batch | None = None
     require: Require | None = None
@@ -164,7 +184,7 @@ TemplatePart = Annotated[
 
 class Template(Node):
     text: str
-    parts: tuple[TemplatePart, ...] = ()
+    parts: Tuple[TemplatePart] = ()
     # Parts from this index on follow the template's `#` comment: Go fills their meta tokens only.
     comment_at: int | None = None
 
@@ -195,4 +215,4 @@ class Phase(Node):
 
 class Workflow(Node):
     path: str
-    phases: tuple[Phase, ...] = ()
+    phases: Tuple[Phase] = ()
