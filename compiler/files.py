@@ -29,7 +29,7 @@ def find_workflow_files(paths: Sequence[str]) -> list[tuple[str, str]]:
     raises OSError naming it; files are not opened here.
     """
     found: list[tuple[str, str]] = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     for path in paths:
         if os.path.isdir(path):
             candidates = [(file, workflow_key(file, path)) for file in _folder_files(path)]
@@ -38,9 +38,10 @@ def find_workflow_files(paths: Sequence[str]) -> list[tuple[str, str]]:
         else:
             raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
         for file, key in candidates:
-            real = os.path.realpath(file)
-            if real not in seen:
-                seen.add(real)
+            status = os.stat(file)  # one call, where realpath took one per folder of the path
+            identity = (status.st_dev, status.st_ino)
+            if identity not in seen:
+                seen.add(identity)
                 found.append((file, key))
     return found
 
