@@ -1,5 +1,3 @@
-import sys
+from flowlord.cli import run
 
-from flowlord.cli import main
-
-sys.exit(main())
+run()

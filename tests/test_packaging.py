@@ -75,7 +75,7 @@ def test_wheel_declares_the_console_script(wheel):
         (entry_points,) = [n for n in archive.namelist() if n.endswith("/entry_points.txt")]
         text = archive.read(entry_points).decode()
     assert "[console_scripts]" in text
-    assert "flowlord = flowlord.cli:main" in text
+    assert "flowlord = flowlord.cli:run" in text
 
 
 def test_installed_wheel_lints_from_another_folder(installed, tmp_path):
