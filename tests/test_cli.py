@@ -211,6 +211,21 @@ def test_python_dash_m(tmp_path):
     assert (result.returncode, result.stdout) == (0, f"flowlord {__version__}\n")
 
 
+@pytest.mark.parametrize("files", [1, 300])  # within the pipe's buffer, and far beyond it
+def test_quick_exit_flushes_all_output_and_keeps_the_status(tmp_path, capsys, files):
+    # lint ends with os._exit: everything written must still reach the pipe, status unchanged
+    for i in range(files):
+        write(tmp_path, f"flows/bad{i:03}.toml", INVALID.replace('"a"', f'"a{i}"'))
+    folder = str(tmp_path / "flows")
+    assert cli.main(["lint", folder]) == 1
+    expected = capsys.readouterr().out
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    command = [sys.executable, "-m", "flowlord", "lint", folder]
+    result = subprocess.run(command, capture_output=True, text=True, env=buffered)
+    assert (result.returncode, result.stdout) == (1, expected)
+    assert expected.endswith(f"\n{files} error{'s' if files > 1 else ''}\n")
+
+
 def test_real_compiler_valid_file(tmp_path, capsys):
     assert cli.main(["lint", write(tmp_path, "ok.toml", VALID)]) == 0
     assert capsys.readouterr().out == ""

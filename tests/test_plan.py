@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from flowlord import cli
 from flowlord.compiler import compile_paths, lint_files
@@ -97,6 +98,18 @@ def test_round_trip_of_every_clean_example():
     assert plan is not None and len(plan.workflows) == len(OK)
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
     assert Plan.model_validate(plan.model_dump(mode="json")) == plan
+
+
+def test_plan_from_outside_is_checked_inside_its_tuples():
+    # the AST takes tuples that the parsers built as they are; lists and JSON are validated
+    plan = compile_paths([str(REPO / "dsl_examples" / "ok" / "jobs.toml")]).plan
+    data = plan.model_dump(mode="json")
+    phase = data["workflows"][0]["phases"][0]
+    phase["template"]["parts"] = [{"span": phase["template"]["span"], "kind": "time", "name": "century", "written": "{cc}"}]
+    with pytest.raises(ValidationError, match="century"):
+        Plan.model_validate(data)
+    with pytest.raises(ValidationError, match="century"):
+        Plan.model_validate_json(json.dumps(data))
 
 
 def test_plan_is_frozen():
