@@ -32,7 +32,7 @@ def find_workflow_files(paths: Sequence[str]) -> list[tuple[str, str]]:
     seen: set[tuple[int, int]] = set()
     for path in paths:
         if os.path.isdir(path):
-            candidates = [(file, workflow_key(file, path)) for file in _folder_files(path)]
+            candidates = _folder_files(path)
         elif os.path.exists(path):
             candidates = [(path, workflow_key(path))]
         else:
@@ -53,15 +53,19 @@ def workflow_key(file: str, folder: str | None = None) -> str:
     return os.path.relpath(file, folder).replace(os.sep, "/")
 
 
-def _folder_files(folder: str) -> list[str]:
+def _folder_files(folder: str) -> list[tuple[str, str]]:
+    """(path, workflow key) of the folder's workflow files, sorted by path."""
+
     def fail(error: OSError) -> None:
         raise error
 
     found = []
     for root, folders, files in os.walk(folder, onerror=fail):
         folders[:] = [name for name in folders if not name.startswith(".")]
+        key_prefix = workflow_key(os.path.join(root, ""), folder)  # once per folder, not per file
+        key_prefix = "" if key_prefix == "." else key_prefix + "/"
         found += [
-            os.path.join(root, name)
+            (os.path.join(root, name), key_prefix + name)
             for name in files
             if name.endswith(SUFFIXES) and not name.startswith(".")
         ]
