@@ -157,13 +157,12 @@ def _lint_parallel(paths: list[str], jobs: int) -> Compilation:
         child.start()
         sender.close()
         children.append((child, receiver))
-    results = []
-    for child, receiver in children:
-        result = receiver.recv()
+    results = [receiver.recv() for _, receiver in children]
+    for child, _ in children:  # after every recv: the children end side by side
         child.join()
+    for result in results:
         if isinstance(result, Exception):
             raise result
-        results.append(result)
 
     compilation = Compilation()
     sink = Sink()

@@ -12,7 +12,9 @@ import pytest
 import flowlord.compiler
 from flowlord import __version__, cli
 from flowlord.compiler import codes, report
+from flowlord.compiler.files import find_workflow_files
 
+REPO = os.path.join(os.path.dirname(__file__), os.pardir)
 VALID = '[[Phase]]\ntask = "a"\nrule = "cron=0 * * * *"\n'
 INVALID = VALID + 'retry = "x"\n'
 WARNING_MARK = "# no phases here\n"
@@ -244,6 +246,32 @@ def test_real_compiler_folder(tmp_path, capsys):
     assert cli.main(["lint", str(tmp_path / "flows")]) == 1
     out = capsys.readouterr().out
     assert "error[FL104]" in out and out.endswith("\n1 error\n")
+
+
+def test_parallel_lint_reports_what_one_process_reports(monkeypatch):
+    monkeypatch.setattr(flowlord.compiler, "PARALLEL_FROM", 2)
+    paths = [path for path, _ in find_workflow_files([os.path.join(REPO, "dsl_examples")])]
+    serial = flowlord.compiler.lint_files(paths, jobs=1)
+    parallel = flowlord.compiler.lint_files(paths, jobs=2)
+    assert len(parallel.diagnostics) > 50
+    assert parallel.diagnostics == serial.diagnostics
+    text = report.render("text", parallel.diagnostics, parallel.sources, color=False)
+    assert text == report.render("text", serial.diagnostics, serial.sources, color=False)
+
+
+def test_parallel_lint_raises_a_childs_io_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(flowlord.compiler, "PARALLEL_FROM", 2)
+    paths = [write(tmp_path, f"w{i}.toml", VALID.replace('"a"', f'"a{i}"')) for i in range(4)]
+
+    def refuse_the_last(path, *args, **kwargs):
+        if path == paths[-1]:
+            raise PermissionError(13, "Permission denied", path)
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(flowlord.compiler, "open", refuse_the_last, raising=False)  # forked along
+    with pytest.raises(PermissionError) as raised:
+        flowlord.compiler.lint_files(paths, jobs=2)
+    assert raised.value.filename == paths[-1]
 
 
 # --- schema ----------------------------------------------------------------------------------------
