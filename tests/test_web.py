@@ -592,3 +592,18 @@ def test_each_page_renders(site, url, text):
     reply = site.app.get(url.format(first=site.ids.first))
     assert reply.content_type == "text/html" and text in reply.text
     assert '<link rel="stylesheet" href="/static/style.css">' in reply.text
+
+
+def _nav_links(html: str) -> list[str]:
+    nav = html.split('<nav aria-label="main">', 1)[1].split("</nav>", 1)[0]
+    return [part.split('"', 1)[0] for part in nav.split('href="')[1:]]
+
+
+def test_the_picked_day_is_carried_by_the_dated_pages_links(site):
+    plain = ["/web/task", "/web/workflow", "/web/alert", "/web/files", "/web/backload", "/web/about"]
+    assert _nav_links(site.app.get("/web/task").text) == plain  # today, not pinned
+    picked = ["/web/task?date=2024-01-15", "/web/workflow", "/web/alert?date=2024-01-15",
+              "/web/files?date=2024-01-15", "/web/backload", "/web/about"]
+    for page in ("/web/task", "/web/alert", "/web/files"):
+        assert _nav_links(site.app.get(f"{page}?date=2024-01-15").text) == picked
+    assert _nav_links(site.app.get("/web/workflow?date=2024-01-15").text) == plain
