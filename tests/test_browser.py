@@ -197,3 +197,20 @@ def test_script_in_task_data_shows_as_text_and_never_runs(served, browser):
     assert XSS in browser.find_element(By.CSS_SELECTOR, "section.step").text
     assert browser.execute_script("return typeof window.__xss") == "undefined"
     shoot(browser, "task-xss")
+
+
+def test_run_again_adds_a_try_to_the_chain(served, browser):
+    console_errors(browser)  # drains what earlier tests' pages logged
+    browser.get(f"{served.base}/web/task/{served.ids.second}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "section.step tbody tr")) == 2
+    before = len(served.bus.published("extract"))
+    browser.find_element(By.CSS_SELECTOR, "form.rerun button").click()
+    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "section.step tbody tr")) == 3)
+    assert browser.current_url == f"{served.base}/web/task/{served.ids.second}"
+    last = browser.find_elements(By.CSS_SELECTOR, "section.step tbody tr")[-1]
+    assert "running" in last.text
+    assert not browser.find_elements(By.CSS_SELECTOR, "form.rerun")  # until its result is in
+    (again,) = [Task.from_json(m) for m in served.bus.published("extract")[before:]]
+    assert again.id == served.ids.second
+    shoot(browser, "task-run-again")
+    assert console_errors(browser) == []

@@ -607,3 +607,68 @@ def test_the_picked_day_is_carried_by_the_dated_pages_links(site):
     for page in ("/web/task", "/web/alert", "/web/files"):
         assert _nav_links(site.app.get(f"{page}?date=2024-01-15").text) == picked
     assert _nav_links(site.app.get("/web/workflow?date=2024-01-15").text) == plain
+
+
+# --- running a step again ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_site(tmp_path) -> Site:
+    """A site of this test's own: a rerun sends and records tasks."""
+    made = build_site(tmp_path)
+    yield made
+    made.store.close()
+
+
+def test_run_again_from_the_task_page_sends_the_first_task_anew(own_site):
+    site = own_site
+    page = site.app.get(f"/web/task/{site.ids.second}")
+    (form,) = [f for f in page.forms.values() if f.action.endswith("/rerun")]
+    assert form.action == f"/task/{site.ids.second}/rerun"
+    assert (form["workflow"].value, form["phase"].value) == ("etl.toml", "extract")
+    before = _sent(site.bus, "extract")
+    first = next(t for t in before if t.id == site.ids.second)
+    site.clock.set(T0 + timedelta(hours=5))
+    reply = form.submit(status=303)
+    assert reply.headers["Location"].endswith(f"/web/task/{site.ids.second}")
+
+    (again,) = _sent(site.bus, "extract")[len(before):]
+    assert (again.id, again.info, again.meta) == (first.id, first.info, first.meta)
+    assert "retry=" not in again.meta and again.created == "2024-01-15T05:00:00Z"
+    sent = [r for r in site.store.task_history(site.ids.second) if r.event == "sent"]
+    assert [(r.topic, r.attempt) for r in sent] == [  # the try, its retry, failed, and again
+        ("extract", 0), ("extract", 1), ("retry-failed", 1), ("extract", 0)]
+
+    # it is a task like any other: once complete, its children start
+    done = again.replace(result="complete", started=again.created, ended=again.created)
+    assert asyncio.run(site.engine.process_done(done.to_json()))
+    (load,) = [t for t in _sent(site.bus, "load") if t.id == site.ids.second]
+    assert load.info == "?day=2024-01-15"  # the day of its parent, ?hour=2024-01-15T00
+
+
+def test_run_again_by_json(own_site):
+    site = own_site
+    body = json.dumps({"workflow": "etl.toml", "phase": "extract"})
+    reply = site.app.post(f"/task/{site.ids.first}/rerun", body,
+                          headers={"Content-Type": "application/json"})
+    assert reply.json["Status"] == "sent" and reply.json["Task"]["id"] == site.ids.first
+
+
+def test_run_again_refuses_what_it_cannot_do(own_site):
+    site = own_site
+    json_headers = {"Content-Type": "application/json"}
+
+    def post(task_id: str, body: object, status: int) -> str:
+        return site.app.post(f"/task/{task_id}/rerun", json.dumps(body), headers=json_headers,
+                             status=status).json["error"]
+
+    running = next(t for t in _sent(site.bus, "extract") if t.info == "?hour=2024-01-15T02")
+    assert "still running" in post(running.id, {"workflow": "etl.toml", "phase": "extract"}, 409)
+    assert "no task of phase 'load'" in post(site.ids.second, {"workflow": "etl.toml", "phase": "load"}, 409)
+    assert "no task with id nope" in post("nope", {"workflow": "etl.toml", "phase": "extract"}, 404)
+    assert "phase: give" in post(site.ids.first, {"workflow": "etl.toml"}, 400)
+    assert "CSRF" in site.app.post(f"/task/{site.ids.first}/rerun",
+                                   {"workflow": "etl.toml", "phase": "extract"}, status=403).json["error"]
+    site.app.get(f"/task/{site.ids.first}/rerun", status=405)
+    page = site.app.get(f"/web/task/{running.id}")  # no button on a running step
+    assert not [f for f in page.forms.values() if f.action.endswith("/rerun")]

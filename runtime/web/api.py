@@ -1,5 +1,6 @@
 """The Go flowlord's API routes, where users script against them: `GET /status`,
-`POST /refresh` (GET: 405), `POST /backload`, `GET /task/<id>`, `GET /recap`."""
+`POST /refresh` (GET: 405), `POST /backload`, `GET /task/<id>`, `GET /recap`; and one of
+flowlord's own, `POST /task/<id>/rerun`."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import bottle
 
 from ..backload import BackloadError, parse_request, plan_backload
 from ..dispatcher import SendEffect
+from ..rerun import RerunError, rerun_effect
 from ..summary import day_bounds, recap
-from .core import BadRequest, Web, is_form, to_json, wants_json
+from .core import BadRequest, Web, is_form, task_href, to_json, wants_json
 
 
 def _json(data: Any, status: int = 200) -> str:
@@ -124,6 +126,27 @@ def install(web: Web) -> None:
         return _json({"LastUpdate": last or "0001-01-01T00:00:00Z", "Completed": completed,
                       "Events": [_task_json(e.task) for e in events] or None})
 
+    @app.post("/task/<task_id>/rerun")
+    def rerun(task_id: str) -> Any:
+        """Runs one finished step of the chain again: `workflow` and `phase` in a JSON body or
+        in the task page's form (which is sent back to the page)."""
+        web.guard()
+        values = _rerun_values(web)
+        if ctx.engine is None:
+            raise bottle.HTTPError(503, "no engine: tasks cannot be sent from here")
+        history = ctx.store.task_history(task_id)
+        if not history:
+            raise bottle.HTTPError(404, f"no task with id {task_id}")
+        try:
+            send = rerun_effect(history, values["workflow"], values["phase"], ctx.current_time())
+        except RerunError as error:
+            raise bottle.HTTPError(409, str(error)) from None
+        ((_, error),) = run(web, ctx.engine.send([send], f"rerun:{uuid.uuid4()}"))
+        if is_form():
+            bottle.redirect(task_href(task_id), 303)
+        return _json({"Status": "sent" if error is None else f"not sent yet ({error}): it is resent "
+                      "automatically and alerted", "Task": _task_json(send.task)})
+
     @app.get("/recap")
     def recap_route() -> str:
         day = web.day()
@@ -133,6 +156,17 @@ def install(web: Web) -> None:
             return _json({e.key: e.as_json() for e in entries})
         bottle.response.content_type = "text/plain; charset=utf-8"
         return "".join(e.text() + "\n" for e in entries)
+
+
+def _rerun_values(web: Web) -> dict[str, str]:
+    """`workflow` and `phase`, from the form or the JSON body; both must be strings."""
+    values = dict(bottle.request.forms.decode().items()) if is_form() else web.json_body()
+    if not isinstance(values, dict):
+        raise BadRequest("the body must be a JSON object")
+    for name in ("workflow", "phase"):
+        if not isinstance(values.get(name), str) or len(values[name]) > 500:
+            raise BadRequest(f"{name}: give the step's {name} as a string")
+    return values
 
 
 def _all_rows(store: Any, since: datetime, until: datetime, cap: int = 100_000) -> Iterator:

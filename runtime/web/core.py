@@ -265,5 +265,5 @@ def install_errors(web: Web) -> None:
             log.exception("rendering the error page")
             return f"{status}"
 
-    for status in (400, 401, 403, 404, 405, 413, 415, 500, 503):
+    for status in (400, 401, 403, 404, 405, 409, 413, 415, 500, 503):
         web.app.error(status)(handler)

@@ -8,6 +8,7 @@ import hashlib
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import quote
 
 import bottle
 
@@ -249,10 +250,13 @@ def task_chain(web: Web, task_id: str) -> dict[str, Any]:
             parent = phase.parent.topic + (f":{phase.parent.job}" if phase.parent.job else "")
         for n, step in enumerate(attempts):
             step["try"] = n + 1
+        result = attempts[-1]["result"]
         chain.append({"workflow": workflow, "phase": phase_id, "parent": parent,
                       "children": list(phase.children) if phase else [],
-                      "attempts": attempts, "result": attempts[-1]["result"],
-                      "retries": len(attempts) - 1})
+                      "attempts": attempts, "result": result, "retries": len(attempts) - 1,
+                      # runtime/rerun.py: a finished step the engine recorded, with an engine here
+                      "can_rerun": bool(attempts[0]["phase"] and result != "running"
+                                        and web.ctx.engine is not None)})
     depth: dict[str, int] = {}
     for link in chain:
         depth[link["phase"]] = depth.get(link["parent"], -1) + 1 if link["parent"] in depth else 0
@@ -261,6 +265,7 @@ def task_chain(web: Web, task_id: str) -> dict[str, Any]:
     last = max((e.task.ended or e.task.created for e in events), default="")
     return {
         "id": task_id, "completed": completed, "last_update": last, "chain": chain,
+        "rerun_href": "/task/" + quote(task_id, safe="") + "/rerun",
         "events": [{"seq": e.seq, "event": e.event, "topic": e.topic, "workflow": e.workflow,
                     "phase": e.phase, "attempt": e.attempt, "recorded_at": e.recorded_at,
                     **{k: getattr(e.task, k) for k in ("type", "job", "info", "meta", "result",
