@@ -19,17 +19,29 @@ class RerunError(Exception):
     """The step cannot be run again; the message says why."""
 
 
-def rerun_effect(history: list[TaskRecord], workflow: str, phase: str, now: datetime) -> SendEffect:
-    """The send that runs the step (workflow, phase) of a chain again; `history` is the chain's
-    records (Store.task_history), oldest first."""
-    sent = [r for r in history if r.event == "sent" and r.workflow == workflow and r.phase == phase]
+def rerun_problem(history: list[TaskRecord], workflow: str, phase: str) -> str | None:
+    """Why the step (workflow, phase) of a chain cannot run again, or None when it can;
+    `history` is the chain's records (Store.task_history), oldest first."""
+    sent = _sent(history, workflow, phase)
     if not sent:
-        raise RerunError(f"no task of phase {phase!r} in workflow {workflow!r} was sent in this chain")
+        return f"no task of phase {phase!r} in workflow {workflow!r} was sent in this chain"
     latest = sent[-1].task
-    finished = any(r.event == "done" and r.task.type == latest.type and r.task.job == latest.job
-                   and r.task.created == latest.created for r in history)
-    if not finished:
-        raise RerunError(f"{phase} is still running: run it again once its result is in")
-    first = min(sent, key=lambda r: r.attempt)  # attempt 0: the task before any retry
+    if not any(r.event == "done" and r.task.type == latest.type and r.task.job == latest.job
+               and r.task.created == latest.created for r in history):
+        return f"{phase} is still running: run it again once its result is in"
+    return None
+
+
+def rerun_effect(history: list[TaskRecord], workflow: str, phase: str, now: datetime) -> SendEffect:
+    """The send that runs the step (workflow, phase) of a chain again; raises RerunError with
+    rerun_problem's reason when it cannot."""
+    problem = rerun_problem(history, workflow, phase)
+    if problem is not None:
+        raise RerunError(problem)
+    first = min(_sent(history, workflow, phase), key=lambda r: r.attempt)  # the try before retries
     task = first.task.replace(created=format_time(now), result="", msg="", started="", ended="")
     return SendEffect(first.topic or task.type, task, workflow, phase, 0)
+
+
+def _sent(history: list[TaskRecord], workflow: str, phase: str) -> list[TaskRecord]:
+    return [r for r in history if r.event == "sent" and r.workflow == workflow and r.phase == phase]

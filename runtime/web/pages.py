@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import bottle
 
+from ..rerun import rerun_problem
 from ..store import TaskRecord
 from ..summary import alert_groups, day_bounds, task_key
 from ..task import parse_time
@@ -250,13 +251,12 @@ def task_chain(web: Web, task_id: str) -> dict[str, Any]:
             parent = phase.parent.topic + (f":{phase.parent.job}" if phase.parent.job else "")
         for n, step in enumerate(attempts):
             step["try"] = n + 1
-        result = attempts[-1]["result"]
         chain.append({"workflow": workflow, "phase": phase_id, "parent": parent,
                       "children": list(phase.children) if phase else [],
-                      "attempts": attempts, "result": result, "retries": len(attempts) - 1,
-                      # runtime/rerun.py: a finished step the engine recorded, with an engine here
-                      "can_rerun": bool(attempts[0]["phase"] and result != "running"
-                                        and web.ctx.engine is not None)})
+                      "attempts": attempts, "result": attempts[-1]["result"],
+                      "retries": len(attempts) - 1,
+                      "can_rerun": web.ctx.engine is not None
+                      and rerun_problem(events, workflow, phase_id) is None})
     depth: dict[str, int] = {}
     for link in chain:
         depth[link["phase"]] = depth.get(link["parent"], -1) + 1 if link["parent"] in depth else 0
